@@ -1,0 +1,25 @@
+//! The losses of *In-Training Representation Alignment* (ITRA, AAAI 2023) for Burn.
+//!
+//! `itra-core` is the piece a Burn user drops into their own training loop: the Gaussian-kernel
+//! MMD and its class-conditional form ([`MmdLoss`]), Center loss ([`CenterLoss`]), label-smoothed
+//! cross-entropy ([`LabelSmoothingCrossEntropy`]) and the training-step objective that combines
+//! them with the cross-entropy ([`ItraObjective`]). Every loss follows the project's numerical
+//! conventions (`CONVENTIONS.md` in the paper folder, summarised in `ARCHITECTURE.md`).
+//!
+//! This crate does no I/O: no files, no network, no printing. It only sees tensors.
+
+mod error;
+mod kernel;
+mod lsr;
+mod center;
+mod mmd;
+mod objective;
+
+pub use center::{CenterLoss, CenterLossConfig};
+pub use error::{LossError, NonFiniteKind};
+pub use kernel::{Bandwidth, median_of_pairwise};
+pub use lsr::{LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyConfig};
+pub use mmd::{MatchOutput, MmdLoss, MmdLossConfig, Normalize};
+pub use objective::{
+    DistanceStats, ItraObjective, ItraObjectiveConfig, LossParts, Method, SecondBatch, SecondBatchMode, SecondForward,
+};

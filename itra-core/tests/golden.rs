@@ -1,0 +1,191 @@
+//! Golden tests: every `*.json` fixture in `$ITRA_GOLDEN_DIR` (default `tests/golden/`), written
+//! by the independent float64 NumPy reference `scripts/golden_losses.py`, checked against the
+//! losses computed through Burn's autodiff on the CPU.
+//!
+//! The fixture schema is a contract other tools write to; see `scripts/README.md`.
+
+use std::path::PathBuf;
+
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use itra_core::{
+    Bandwidth, CenterLossConfig, LabelSmoothingCrossEntropyConfig, MmdLossConfig, Normalize,
+};
+use serde_json::Value;
+
+struct Check<'a> {
+    fixture: &'a str,
+    rel: f64,
+    abs: f64,
+    failures: Vec<String>,
+}
+
+impl Check<'_> {
+    fn close(&mut self, what: &str, got: &[f64], want: &[f64]) {
+        if got.len() != want.len() {
+            self.failures.push(format!("{}: {what}: {} values, expected {}", self.fixture, got.len(), want.len()));
+            return;
+        }
+        for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+            if !((g - w).abs() <= self.abs + self.rel * w.abs()) {
+                self.failures.push(format!("{}: {what}[{i}] = {g:e}, expected {w:e}", self.fixture));
+                return;
+            }
+        }
+    }
+}
+
+fn matrix(value: &Value, key: &str) -> (Vec<f32>, [usize; 2]) {
+    let rows = value[key].as_array().unwrap_or_else(|| panic!("fixture lacks `{key}`"));
+    let width = rows.first().and_then(|r| r.as_array()).map_or(0, Vec::len);
+    let flat: Vec<f32> = rows
+        .iter()
+        .flat_map(|r| r.as_array().expect("matrix rows are arrays").iter().map(|x| x.as_f64().unwrap() as f32))
+        .collect();
+    (flat, [rows.len(), width])
+}
+
+fn flat_f64(value: &Value) -> Vec<f64> {
+    match value {
+        Value::Array(items) => items.iter().flat_map(flat_f64).collect(),
+        Value::Number(n) => vec![n.as_f64().unwrap()],
+        other => panic!("expected numbers, got {other}"),
+    }
+}
+
+fn labels(value: &Value, key: &str) -> Vec<usize> {
+    value[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("fixture lacks `{key}`"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+fn tensor(value: &Value, key: &str, device: &Device) -> Tensor<2> {
+    let (data, shape) = matrix(value, key);
+    Tensor::from_data(TensorData::new(data, shape), device).require_grad()
+}
+
+fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
+    let data: Vec<i64> = labels.iter().map(|&k| k as i64).collect();
+    let len = data.len();
+    Tensor::from_data(TensorData::new(data, [len]), device)
+}
+
+fn host(tensor: Tensor<2>) -> Vec<f64> {
+    tensor.into_data().iter::<f64>().collect()
+}
+
+fn mmd_config(params: &Value) -> MmdLossConfig {
+    let bandwidth = match &params["bandwidth"] {
+        Value::Object(map) => Bandwidth::Fixed(map["fixed"].as_f64().expect("fixed bandwidth is a number")),
+        _ => Bandwidth::Median,
+    };
+    let normalize = match params["normalize"].as_str() {
+        Some("all_classes") => Normalize::AllClasses,
+        _ => Normalize::Present,
+    };
+    MmdLossConfig::new()
+        .with_bandwidth(bandwidth)
+        .with_eps(params["eps"].as_f64().unwrap_or(1e-8))
+        .with_normalize(normalize)
+}
+
+fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
+    let device = Device::flex().autodiff();
+    let params = &fixture["params"];
+    let expected = &fixture["expected"];
+    let loss = fixture["loss"].as_str().expect("fixture has a `loss`");
+    match loss {
+        "mmd" | "itra" | "itra_c" => {
+            let h1 = tensor(fixture, "h1", &device);
+            let h2 = tensor(fixture, "h2", &device);
+            let mmd = mmd_config(params).init();
+            let output = if loss == "itra_c" {
+                let num_classes = params["num_classes"].as_u64().expect("itra_c needs num_classes") as usize;
+                let y1 = label_tensor(&labels(fixture, "y1"), &device);
+                let y2 = label_tensor(&labels(fixture, "y2"), &device);
+                mmd.forward_class_conditional(h1.clone(), y1, h2.clone(), y2, num_classes)
+            } else {
+                mmd.forward(h1.clone(), h2.clone())
+            };
+            check.close("sigma", &[output.sigma], &[expected["sigma"].as_f64().unwrap()]);
+            let value: f64 = output.value.clone().into_scalar();
+            check.close("value", &[value], &[expected["value"].as_f64().unwrap()]);
+            let grads = output.value.backward();
+            let zeros1 = h1.zeros_like();
+            let zeros2 = h2.zeros_like();
+            // A loss with no path to an input has a zero gradient, which Burn reports as absent.
+            let g1 = h1.grad(&grads).map_or_else(|| host(zeros1.detach()), host);
+            let g2 = h2.grad(&grads).map_or_else(|| host(zeros2.detach()), host);
+            check.close("grad_h1", &g1, &flat_f64(&expected["grad_h1"]));
+            check.close("grad_h2", &g2, &flat_f64(&expected["grad_h2"]));
+        }
+        "center" => {
+            let h1 = tensor(fixture, "h1", &device);
+            let y1 = labels(fixture, "y1");
+            let (centers, [num_classes, feat_dim]) = matrix(fixture, "centers");
+            let mut center = CenterLossConfig::new(num_classes, feat_dim)
+                .with_alpha(params["alpha"].as_f64().unwrap_or(0.5))
+                .init(&device);
+            center.centers = burn::module::RunningState::new(Tensor::from_data(
+                TensorData::new(centers, [num_classes, feat_dim]),
+                &device,
+            ));
+            let value = center.forward(h1.clone(), label_tensor(&y1, &device));
+            check.close("value", &[value.clone().into_scalar()], &[expected["value"].as_f64().unwrap()]);
+            let grads = value.backward();
+            check.close("grad_h1", &host(h1.grad(&grads).expect("center loss reaches h1")), &flat_f64(&expected["grad_h1"]));
+            center.update_centers(h1, &y1).expect("valid centre update");
+            check.close("centers_after", &host(center.centers()), &flat_f64(&expected["centers_after"]));
+        }
+        "lsr" => {
+            let logits = tensor(fixture, "logits", &device);
+            let targets = labels(fixture, "targets");
+            let lsr = LabelSmoothingCrossEntropyConfig::new(params["num_classes"].as_u64().unwrap() as usize)
+                .with_smoothing(params["smoothing"].as_f64().unwrap_or(0.0))
+                .init();
+            let value = lsr.forward(logits.clone(), label_tensor(&targets, &device));
+            check.close("value", &[value.clone().into_scalar()], &[expected["value"].as_f64().unwrap()]);
+            let grads = value.backward();
+            check.close(
+                "grad_logits",
+                &host(logits.grad(&grads).expect("lsr reaches the logits")),
+                &flat_f64(&expected["grad_logits"]),
+            );
+        }
+        other => check.failures.push(format!("{}: unknown loss `{other}`", check.fixture)),
+    }
+}
+
+#[test]
+fn golden_fixtures_match_the_numpy_reference() {
+    let dir = std::env::var_os("ITRA_GOLDEN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|err| panic!("cannot read golden directory {}: {err}", dir.display()))
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|path| path.extension().is_some_and(|ext| ext == "json"))
+        .collect();
+    paths.sort();
+    assert!(!paths.is_empty(), "no golden fixtures (*.json) in {}", dir.display());
+
+    let mut failures = Vec::new();
+    for path in &paths {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let fixture: Value = serde_json::from_str(&text).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
+        let name = fixture["name"].as_str().unwrap_or("unnamed").to_owned();
+        let tolerance = &fixture["tolerance"];
+        let mut check = Check {
+            fixture: &name,
+            rel: tolerance["rel"].as_f64().unwrap_or(1e-4),
+            abs: tolerance["abs"].as_f64().unwrap_or(1e-5),
+            failures: Vec::new(),
+        };
+        run_fixture(&fixture, &mut check);
+        failures.extend(check.failures);
+    }
+    println!("checked {} golden fixtures from {}", paths.len(), dir.display());
+    assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+}

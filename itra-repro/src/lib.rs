@@ -1,0 +1,16 @@
+//! The experiment runner behind the `itra` command line: experiment configurations, the training
+//! loop, run directories with their provenance, and the paper's reported numbers.
+//!
+//! This is the one crate that combines the others (`itra-core` losses, `itra-models`
+//! architectures, `itra-data` datasets) and the one that writes results. It never downloads data
+//! itself; `itra-data` does.
+
+pub mod config;
+pub mod device;
+pub mod paper;
+pub mod pipeline;
+pub mod provenance;
+pub mod train;
+
+pub use config::ExperimentConfig;
+pub use device::DeviceSpec;

@@ -1,0 +1,153 @@
+//! `itra`: train, reproduce and inspect the ITRA experiments.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use itra_core::{Bandwidth, Method, Normalize, SecondBatchMode};
+use itra_models::Arch;
+use itra_repro::config::{DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
+use itra_repro::train::{RunOptions, train};
+use itra_repro::{DeviceSpec, ExperimentConfig, config};
+
+#[derive(Parser)]
+#[command(name = "itra", version, about = "In-Training Representation Alignment: train and reproduce the paper")]
+struct Cli {
+    /// Where datasets live (default: $ITRA_DATA, else the per-user cache directory).
+    #[arg(long, global = true, env = "ITRA_DATA")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train one model with one method and print its test accuracy and cross-entropy per epoch.
+    Train(TrainArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizerName {
+    Sgd,
+    Adam,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Dataset id (fmnist, kmnist, cifar10, ...).
+    #[arg(long, default_value = "fmnist")]
+    dataset: String,
+    /// Architecture (see `itra-models`' registry).
+    #[arg(long, default_value = "small-cnn")]
+    model: Arch,
+    /// baseline, lsr, center, itra or itra-c.
+    #[arg(long, default_value = "baseline")]
+    method: Method,
+    /// Weight of the regulariser (LSR: the smoothing).
+    #[arg(long, default_value_t = 0.0)]
+    lambda: f64,
+    /// Where S2's features come from: full, detached or cached.
+    #[arg(long, default_value = "full")]
+    second_batch: SecondBatchMode,
+    /// Fixed kernel bandwidth sigma (default: the pooled median heuristic).
+    #[arg(long)]
+    bandwidth: Option<f64>,
+    /// ITRA-c: divide by all classes instead of the classes present in both batches.
+    #[arg(long)]
+    all_classes: bool,
+    #[arg(long, default_value_t = 10)]
+    epochs: usize,
+    #[arg(long, default_value_t = 128)]
+    batch_size: usize,
+    #[arg(long, value_enum, default_value = "adam")]
+    optimizer: OptimizerName,
+    /// Learning rate (default: 1e-3 for Adam, 0.1 for SGD).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// SGD momentum.
+    #[arg(long, default_value_t = 0.9)]
+    momentum: f64,
+    /// L2 weight decay.
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    /// Cosine learning-rate annealing to 0 (default: constant).
+    #[arg(long)]
+    cosine: bool,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// cpu, cuda:N, tch-cpu or tch-cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Train on a seeded subset of this many training examples.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first this-many test examples.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    /// Root of the run directories.
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Hide the progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl TrainArgs {
+    fn experiment(&self) -> ExperimentConfig {
+        let optimizer = match self.optimizer {
+            OptimizerName::Sgd => OptimizerConfig::Sgd {
+                lr: self.lr.unwrap_or(0.1),
+                momentum: self.momentum,
+                weight_decay: self.weight_decay,
+            },
+            OptimizerName::Adam => {
+                OptimizerConfig::Adam { lr: self.lr.unwrap_or(1e-3), weight_decay: self.weight_decay }
+            }
+        };
+        ExperimentConfig {
+            data: DataConfig {
+                dataset: self.dataset.clone(),
+                train_limit: self.train_limit,
+                test_limit: self.test_limit,
+            },
+            model: ModelConfig { arch: self.model },
+            loss: LossConfig {
+                method: self.method,
+                lambda: self.lambda,
+                second_batch: self.second_batch,
+                bandwidth: self.bandwidth.map_or(Bandwidth::Median, Bandwidth::Fixed),
+                normalize: if self.all_classes { Normalize::AllClasses } else { Normalize::Present },
+                ..LossConfig::baseline()
+            },
+            optimizer,
+            schedule: if self.cosine { Schedule::Cosine } else { Schedule::Constant },
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            seed: self.seed,
+            device: self.device,
+        }
+    }
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let data_dir = cli.data_dir.clone().unwrap_or_else(itra_data::default_data_dir);
+    match cli.command {
+        Command::Train(args) => {
+            let experiment = args.experiment();
+            let run_dir = config::run_dir(&args.runs_dir, &experiment);
+            println!("run {} -> {}", experiment.slug(), run_dir.display());
+            let summary = train(&experiment, &RunOptions { data_dir, run_dir, progress: !args.quiet })?;
+            if let Some(last) = summary.epochs.last() {
+                println!(
+                    "final: test accuracy {:.2}%  test CE {:.4}  {:.0} img/s  peak RSS {}",
+                    last.test_accuracy,
+                    last.test_ce,
+                    last.images_per_second,
+                    summary.peak_rss_mib.map_or("n/a".to_owned(), |m| format!("{m:.0} MiB"))
+                );
+            }
+        }
+    }
+    Ok(())
+}

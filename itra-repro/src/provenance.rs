@@ -1,0 +1,49 @@
+//! What every run records beside its numbers: the configuration, seed, revision and backend.
+
+use std::fs;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::config::ExperimentConfig;
+
+/// The git revision this binary was built from (`unknown` outside a git checkout).
+pub const GIT_REVISION: &str = env!("ITRA_GIT_REVISION");
+
+/// The contents of a run's `config.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    pub config: ExperimentConfig,
+    pub config_hash: String,
+    pub seed: u64,
+    pub git_revision: String,
+    pub backend: String,
+    pub device: String,
+    pub threads: usize,
+    pub itra_version: String,
+}
+
+impl Provenance {
+    pub fn new(config: &ExperimentConfig) -> Self {
+        Provenance {
+            config: config.clone(),
+            config_hash: config.hash(),
+            seed: config.seed,
+            git_revision: GIT_REVISION.to_owned(),
+            backend: config.device.backend().to_owned(),
+            device: config.device.to_string(),
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            itra_version: env!("CARGO_PKG_VERSION").to_owned(),
+        }
+    }
+
+    /// Writes `config.json` atomically (temporary name, then rename).
+    pub fn write(&self, run_dir: &Path) -> Result<()> {
+        let path = run_dir.join("config.json");
+        let temporary = run_dir.join("config.json.partial");
+        fs::write(&temporary, serde_json::to_string_pretty(self)? + "\n")
+            .with_context(|| format!("cannot write {}", temporary.display()))?;
+        fs::rename(&temporary, &path).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
