@@ -146,3 +146,49 @@ pub(crate) fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> 
     let rows = labels.len();
     Tensor::<1, Int>::from_data(TensorData::new(labels, [rows]), device)
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    #[test]
+    fn value_gradient_and_update_follow_wen_et_al() {
+        // Two features of class 0, centres at zero: L = (1 + 4 + 9 + 16) / 2 = 15.
+        let device = Device::flex().autodiff();
+        let mut loss = CenterLossConfig::new(2, 2).with_alpha(0.5).init(&device);
+        let h = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 4.0], [2, 2]), &device).require_grad();
+        let value = loss.try_forward_host(h.clone(), &[0, 0]).unwrap();
+        assert_eq!(value.clone().into_scalar::<f64>(), 15.0);
+        // dL/dh = (2/m)(h - c) = h.
+        let grad: Vec<f32> = h.grad(&value.backward()).unwrap().into_data().iter::<f32>().collect();
+        assert_eq!(grad, vec![1.0, 2.0, 3.0, 4.0]);
+        // c_0 <- 0 - 0.5 * ((0 - h_1) + (0 - h_2)) / 3 = 0.5 * (4, 6) / 3; class 1 is absent and stays.
+        loss.update_centers(h, &[0, 0]).unwrap();
+        let centers: Vec<f32> = loss.centers().into_data().iter::<f32>().collect();
+        let want = [2.0 / 3.0, 1.0, 0.0, 0.0];
+        for (got, want) in centers.iter().zip(want) {
+            assert!((got - want).abs() < 1e-6, "{centers:?}");
+        }
+    }
+
+    #[test]
+    fn centers_are_state_not_parameters() {
+        let loss = CenterLossConfig::new(3, 4).init(&Device::flex().autodiff());
+        // Running state is recorded with the module but never tracked for gradients.
+        assert!(!loss.centers().is_require_grad());
+        assert!(format!("{loss}").starts_with("CenterLoss"));
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let device = Device::flex();
+        let loss = CenterLossConfig::new(2, 2).init(&device);
+        let h = Tensor::<2>::ones([1, 2], &device);
+        assert!(matches!(loss.try_forward_host(h.clone(), &[2]), Err(LossError::LabelOutOfRange { .. })));
+        assert!(matches!(loss.try_forward_host(Tensor::ones([1, 3], &device), &[0]), Err(LossError::WidthMismatch { .. })));
+        assert!(matches!(loss.try_forward_host(h.clone() / 0.0 * 0.0, &[0]), Err(LossError::NonFinite { .. })));
+        assert!(CenterLossConfig::new(2, 2).with_alpha(0.0).try_init(&device).is_err());
+    }
+}

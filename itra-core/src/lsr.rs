@@ -103,3 +103,42 @@ impl LabelSmoothingCrossEntropy {
         Ok((log_softmax(logits, 1) * soft).sum().neg() / rows as f64)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::Device;
+
+    use super::*;
+
+    #[test]
+    fn uniform_logits_give_log_k_whatever_the_smoothing() {
+        let device = Device::flex();
+        for smoothing in [0.0, 0.1, 1.0] {
+            let loss = LabelSmoothingCrossEntropyConfig::new(4).with_smoothing(smoothing).init();
+            let value = loss.try_forward_host(Tensor::zeros([3, 4], &device), &[0, 1, 3]).unwrap();
+            assert!((value.into_scalar::<f64>() - 4f64.ln()).abs() < 1e-6);
+        }
+    }
+
+    #[test]
+    fn gradient_is_softmax_minus_smoothed_target() {
+        // One row, logits (0, ln 3): softmax (1/4, 3/4); target 0, eps 0.2, K 2: q = (0.9, 0.1).
+        let device = Device::flex().autodiff();
+        let logits = Tensor::<2>::from_data(TensorData::new(vec![0.0f32, 3f32.ln()], [1, 2]), &device).require_grad();
+        let loss = LabelSmoothingCrossEntropyConfig::new(2).with_smoothing(0.2).init();
+        let value = loss.try_forward_host(logits.clone(), &[0]).unwrap();
+        let grad: Vec<f32> = logits.grad(&value.backward()).unwrap().into_data().iter::<f32>().collect();
+        assert!((grad[0] - (0.25 - 0.9)).abs() < 1e-6 && (grad[1] - (0.75 - 0.1)).abs() < 1e-6, "{grad:?}");
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let device = Device::flex();
+        let loss = LabelSmoothingCrossEntropyConfig::new(3).init();
+        assert!(matches!(loss.try_forward_host(Tensor::zeros([1, 2], &device), &[0]), Err(LossError::WidthMismatch { .. })));
+        assert!(matches!(loss.try_forward_host(Tensor::zeros([0, 3], &device), &[]), Err(LossError::EmptyBatch { .. })));
+        assert!(matches!(loss.try_forward_host(Tensor::zeros([1, 3], &device), &[3]), Err(LossError::LabelOutOfRange { .. })));
+        assert!(LabelSmoothingCrossEntropyConfig::new(3).with_smoothing(1.5).try_init().is_err());
+        assert!(format!("{loss}").starts_with("LabelSmoothingCrossEntropy"));
+    }
+}

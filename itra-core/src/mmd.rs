@@ -314,3 +314,211 @@ pub(crate) fn host_labels(labels: &Tensor<1, Int>, name: &'static str, num_class
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::{Device, Int, Tensor, TensorData};
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn device() -> Device {
+        Device::flex().autodiff()
+    }
+
+    fn matrix(rows: &[Vec<f32>], device: &Device) -> Tensor<2> {
+        let width = rows.first().map_or(0, Vec::len);
+        let flat: Vec<f32> = rows.iter().flatten().copied().collect();
+        Tensor::from_data(TensorData::new(flat, [rows.len(), width]), device).require_grad()
+    }
+
+    fn labels(values: &[i64], device: &Device) -> Tensor<1, Int> {
+        Tensor::from_data(TensorData::new(values.to_vec(), [values.len()]), device)
+    }
+
+    fn scalar(t: Tensor<1>) -> f64 {
+        t.into_scalar()
+    }
+
+    fn all_finite(t: Tensor<2>) -> bool {
+        t.into_data().iter::<f64>().all(f64::is_finite)
+    }
+
+    /// Value and both gradients are finite.
+    fn assert_finite_everywhere(loss: &MmdLoss, h1: Tensor<2>, h2: Tensor<2>, y: Option<(&[i64], &[i64], usize)>) {
+        let device = h1.device();
+        let output = match y {
+            None => loss.forward(h1.clone(), h2.clone()),
+            Some((y1, y2, k)) => {
+                loss.forward_class_conditional(h1.clone(), labels(y1, &device), h2.clone(), labels(y2, &device), k)
+            }
+        };
+        assert!(scalar(output.value.clone()).is_finite());
+        assert!(output.sigma.is_finite() && output.sigma > 0.0);
+        let grads = output.value.backward();
+        for h in [h1, h2] {
+            if let Some(g) = h.grad(&grads) {
+                assert!(all_finite(g), "gradient is finite");
+            }
+        }
+    }
+
+    #[test]
+    fn display_names_the_module() {
+        let loss = MmdLossConfig::new().init();
+        assert!(format!("{loss}").starts_with("MmdLoss"), "{loss}");
+    }
+
+    #[test]
+    fn value_matches_a_hand_computed_case() {
+        // x = {0}, y = {1} in 1-D, sigma fixed at 1: MMD^2 = 1 + 1 - 2 exp(-1).
+        let device = device();
+        let loss = MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(1.0)).init();
+        let out = loss.forward(matrix(&[vec![0.0]], &device), matrix(&[vec![1.0]], &device));
+        let want = (2.0 - 2.0 * (-1.0f64).exp()).sqrt();
+        assert!((scalar(out.value) - want).abs() < 1e-6);
+        // Median over the single pair (distance 1) is 1.
+        let out = MmdLossConfig::new().init().forward(matrix(&[vec![0.0]], &device), matrix(&[vec![1.0]], &device));
+        assert_eq!(out.sigma, 1.0);
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        // A central difference in f64 of the value, with sigma fixed (no gradient flows through it).
+        let device = device();
+        let h1 = vec![vec![0.3f32, -1.2], vec![1.1, 0.4], vec![-0.7, 0.9]];
+        let h2 = vec![vec![0.5f32, 0.1], vec![-1.0, -0.3]];
+        let loss = MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(1.7)).init();
+        let x = matrix(&h1, &device);
+        let out = loss.forward(x.clone(), matrix(&h2, &device));
+        let grad: Vec<f64> = x.grad(&out.value.backward()).unwrap().into_data().iter::<f64>().collect();
+        let step = 1e-3f32;
+        for (index, &analytic) in grad.iter().enumerate() {
+            let value_at = |delta: f32| {
+                let mut shifted = h1.clone();
+                shifted[index / 2][index % 2] += delta;
+                scalar(loss.forward(matrix(&shifted, &device), matrix(&h2, &device)).value)
+            };
+            let numeric = (value_at(step) - value_at(-step)) / (2.0 * f64::from(step));
+            assert!((numeric - analytic).abs() < 2e-3, "entry {index}: {numeric} vs {analytic}");
+        }
+    }
+
+    #[test]
+    fn degenerate_inputs_stay_finite() {
+        let device = device();
+        let loss = MmdLossConfig::new().init();
+        let a = vec![vec![1.0f32, 2.0, 3.0], vec![-1.0, 0.5, 2.0], vec![0.0, 0.0, 1.0]];
+        // Identical batches.
+        assert_finite_everywhere(&loss, matrix(&a, &device), matrix(&a, &device), None);
+        // Constant features.
+        let constant = vec![vec![2.0f32; 3]; 4];
+        assert_finite_everywhere(&loss, matrix(&constant, &device), matrix(&constant, &device), None);
+        // Magnitude 1e3.
+        let large: Vec<Vec<f32>> = a.iter().map(|r| r.iter().map(|v| v * 1e3 + 5e2).collect()).collect();
+        assert_finite_everywhere(&loss, matrix(&large, &device), matrix(&a, &device), None);
+        // Singleton classes, a class missing from one batch, and no common class.
+        let y1 = [0, 1, 2];
+        assert_finite_everywhere(&loss, matrix(&a, &device), matrix(&a[..2], &device), Some((&y1, &[0, 3], 4)));
+        assert_finite_everywhere(&loss, matrix(&a, &device), matrix(&a[..1], &device), Some((&y1, &[3], 4)));
+    }
+
+    #[test]
+    fn identical_batches_sit_on_the_floor() {
+        let device = device();
+        let a = vec![vec![1.0f32, 2.0], vec![-1.0, 0.5], vec![0.25, -3.0]];
+        let out = MmdLossConfig::new().init().forward(matrix(&a, &device), matrix(&a, &device));
+        assert!((scalar(out.value) - 1e-4).abs() < 1e-9);
+    }
+
+    #[test]
+    fn bad_inputs_are_typed_errors() {
+        let device = device();
+        let loss = MmdLossConfig::new().init();
+        let a = matrix(&[vec![1.0, 2.0]], &device);
+        let wide = matrix(&[vec![1.0, 2.0, 3.0]], &device);
+        let empty = Tensor::<2>::zeros([0, 2], &device);
+        assert!(matches!(loss.try_forward(a.clone(), wide), Err(LossError::WidthMismatch { .. })));
+        assert!(matches!(loss.try_forward(empty, a.clone()), Err(LossError::EmptyBatch { name: "h1" })));
+        let err = loss
+            .try_forward_class_conditional(a.clone(), labels(&[5], &device), a.clone(), labels(&[0], &device), 3)
+            .unwrap_err();
+        assert_eq!(err.to_string(), "label 5 at index 0 of y1 is out of range for 3 classes");
+        let err = loss
+            .try_forward_class_conditional(a.clone(), labels(&[0, 1], &device), a.clone(), labels(&[0], &device), 3)
+            .unwrap_err();
+        assert!(matches!(err, LossError::LabelCountMismatch { name: "h1", rows: 1, labels: 2 }));
+        let nan = matrix(&[vec![f32::NAN, 0.0]], &device);
+        let err = loss.try_forward(a, nan).unwrap_err();
+        assert_eq!(err.to_string(), "h2 contains a non-finite value (nan)");
+        assert!(MmdLossConfig::new().with_eps(0.0).try_init().is_err());
+        assert!(MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(-1.0)).try_init().is_err());
+    }
+
+    fn batch_strategy(rows: std::ops::Range<usize>, width: usize) -> impl Strategy<Value = Vec<Vec<f32>>> {
+        prop::collection::vec(prop::collection::vec(-3.0f32..3.0, width), rows)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        #[test]
+        fn mmd_of_a_batch_with_itself_is_at_its_floor(x in batch_strategy(1..8, 3)) {
+            let device = device();
+            let out = MmdLossConfig::new().init().forward(matrix(&x, &device), matrix(&x, &device));
+            prop_assert!((scalar(out.value) - 1e-4).abs() < 1e-7);
+        }
+
+        #[test]
+        fn mmd_is_symmetric_and_non_negative(x in batch_strategy(1..8, 3), y in batch_strategy(1..8, 3)) {
+            let device = device();
+            let loss = MmdLossConfig::new().init();
+            let xy = scalar(loss.forward(matrix(&x, &device), matrix(&y, &device)).value);
+            let yx = scalar(loss.forward(matrix(&y, &device), matrix(&x, &device)).value);
+            prop_assert!(xy >= 0.0);
+            prop_assert!((xy - yx).abs() <= 1e-6 * (1.0 + xy));
+        }
+
+        #[test]
+        fn mmd_ignores_row_order(x in batch_strategy(2..8, 3), y in batch_strategy(2..8, 3), shift in 1usize..7) {
+            let device = device();
+            let loss = MmdLossConfig::new().init();
+            let mut x_rotated = x.clone();
+            x_rotated.rotate_left(shift % x.len());
+            let mut y_reversed = y.clone();
+            y_reversed.reverse();
+            let a = scalar(loss.forward(matrix(&x, &device), matrix(&y, &device)).value);
+            let b = scalar(loss.forward(matrix(&x_rotated, &device), matrix(&y_reversed, &device)).value);
+            prop_assert!((a - b).abs() <= 1e-6 * (1.0 + a));
+        }
+
+        #[test]
+        fn itra_c_is_the_mean_of_per_class_mmds(
+            x in batch_strategy(2..10, 2),
+            y in batch_strategy(2..10, 2),
+            seed in 0u64..1000,
+        ) {
+            let device = device();
+            let classes = 3usize;
+            let label = |i: usize, salt: u64| ((seed.wrapping_mul(31) + salt + i as u64 * 7) % classes as u64) as i64;
+            let y1: Vec<i64> = (0..x.len()).map(|i| label(i, 1)).collect();
+            let y2: Vec<i64> = (0..y.len()).map(|i| label(i, 2)).collect();
+            let loss = MmdLossConfig::new().init();
+            let joint = loss.forward_class_conditional(
+                matrix(&x, &device), labels(&y1, &device), matrix(&y, &device), labels(&y2, &device), classes);
+            // Separately, with the pooled sigma the joint call used.
+            let per_class = MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(joint.sigma)).init();
+            let mut values = Vec::new();
+            for k in 0..classes as i64 {
+                let xs: Vec<Vec<f32>> = x.iter().zip(&y1).filter(|(_, l)| **l == k).map(|(r, _)| r.clone()).collect();
+                let ys: Vec<Vec<f32>> = y.iter().zip(&y2).filter(|(_, l)| **l == k).map(|(r, _)| r.clone()).collect();
+                if !xs.is_empty() && !ys.is_empty() {
+                    values.push(scalar(per_class.forward(matrix(&xs, &device), matrix(&ys, &device)).value));
+                }
+            }
+            let want = if values.is_empty() { 0.0 } else { values.iter().sum::<f64>() / values.len() as f64 };
+            prop_assert_eq!(joint.classes_matched, values.len());
+            prop_assert!((scalar(joint.value) - want).abs() <= 1e-6 * (1.0 + want));
+        }
+    }
+}

@@ -38,18 +38,24 @@ pub enum DataError {
     Missing { id: String, split: String, missing: Vec<String>, searched: Vec<PathBuf>, hint: String },
     #[error("unknown dataset {id:?}, expected one of {known}")]
     UnknownDataset { id: String, known: String },
-    #[error("dataset {id} has no {split} split")]
-    UnknownSplit { id: String, split: String },
+    #[error("{id} is not {expected} dataset")]
+    WrongModality { id: String, expected: &'static str },
+    #[error("{id} cannot be downloaded automatically: {instructions}")]
+    ManualDownload { id: String, instructions: String },
     #[error("{}: {algorithm} checksum mismatch: expected {expected}, got {actual}", path.display())]
     Checksum { path: PathBuf, algorithm: &'static str, expected: String, actual: String },
     #[error("{}: size mismatch: expected {expected} bytes, got {actual}", path.display())]
     Size { path: PathBuf, expected: u64, actual: u64 },
     #[error("{url}: {message}")]
     Http { url: String, message: String },
-    #[error("{}: entry {entry:?} would be written outside {}", archive.display(), target.display())]
-    UnsafeArchiveEntry { archive: PathBuf, entry: String, target: PathBuf },
-    #[error("offline: {} files missing: {}", missing.len(), join_display(missing))]
+    #[error("{}: refusing entry {entry:?}: {reason}", archive.display())]
+    UnsafeArchiveEntry { archive: PathBuf, entry: String, reason: String },
+    #[error("offline: {} missing: {}", plural(missing.len(), "file"), join_display(missing))]
     Offline { missing: Vec<String> },
+}
+
+fn plural(n: usize, noun: &str) -> String {
+    if n == 1 { format!("1 {noun}") } else { format!("{n} {noun}s") }
 }
 
 fn join_display<T: DisplayPath>(items: &[T]) -> String {

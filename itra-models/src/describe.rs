@@ -27,7 +27,11 @@ pub struct ArchInfo {
 ///
 /// # Errors
 /// The same as [`crate::build`] for the same arguments.
-pub fn describe(arch: Arch, num_classes: usize, input_shape: [usize; 3]) -> Result<ArchInfo, ModelError> {
+pub fn describe(
+    arch: Arch,
+    num_classes: usize,
+    input_shape: [usize; 3],
+) -> Result<ArchInfo, ModelError> {
     let invalid = |expected| ModelError::UnsupportedInput {
         arch: arch.name(),
         input_shape,
@@ -84,7 +88,11 @@ impl Maps {
     /// The output of a `kernel`-sized window with `stride` and `padding`, as PyTorch's
     /// `floor((side + 2 padding - kernel) / stride) + 1`; `None` when the window does not fit.
     fn window(self, kernel: usize, stride: usize, padding: usize) -> Option<Maps> {
-        let side = |size: usize| (size + 2 * padding).checked_sub(kernel).map(|room| room / stride + 1);
+        let side = |size: usize| {
+            (size + 2 * padding)
+                .checked_sub(kernel)
+                .map(|room| room / stride + 1)
+        };
         Some(Maps {
             channels: self.channels,
             height: side(self.height)?,
@@ -103,7 +111,16 @@ struct Tally {
 
 impl Tally {
     #[allow(clippy::too_many_arguments)]
-    fn conv(&mut self, x: Maps, out_channels: usize, kernel: usize, stride: usize, padding: usize, groups: usize, bias: bool) -> Maps {
+    fn conv(
+        &mut self,
+        x: Maps,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        groups: usize,
+        bias: bool,
+    ) -> Maps {
         let weights = (out_channels * x.channels / groups * kernel * kernel) as u64;
         self.params += weights + if bias { out_channels as u64 } else { 0 };
         let out = self.window(x, kernel, stride, padding);
@@ -153,7 +170,13 @@ fn small_cnn_tally(tally: &mut Tally, x: Maps, num_classes: usize) -> usize {
     small_cnn::FEAT_DIM
 }
 
-fn resnet_tally(tally: &mut Tally, x: Maps, depth: ResNetDepth, stem: ResNetStem, num_classes: usize) -> usize {
+fn resnet_tally(
+    tally: &mut Tally,
+    x: Maps,
+    depth: ResNetDepth,
+    stem: ResNetStem,
+    num_classes: usize,
+) -> usize {
     let mut x = match stem {
         ResNetStem::ImageNet => {
             let x = tally.conv(x, 64, 7, 2, 3, 1, false);
@@ -219,12 +242,30 @@ fn vgg_tally(tally: &mut Tally, mut x: Maps, form: VggForm, num_classes: usize) 
     }
 }
 
-fn mobilenetv2_tally(tally: &mut Tally, x: Maps, form: MobileNetV2Form, num_classes: usize) -> usize {
-    let x = tally.conv(x, mobilenetv2::STEM_CHANNELS, 3, form.stem_stride(), 1, 1, false);
+fn mobilenetv2_tally(
+    tally: &mut Tally,
+    x: Maps,
+    form: MobileNetV2Form,
+    num_classes: usize,
+) -> usize {
+    let x = tally.conv(
+        x,
+        mobilenetv2::STEM_CHANNELS,
+        3,
+        form.stem_stride(),
+        1,
+        1,
+        false,
+    );
     let mut x = tally.batch_norm(x);
-    for (index, &(expand_ratio, out_channels, repeats, _)) in mobilenetv2::STAGES.iter().enumerate() {
+    for (index, &(expand_ratio, out_channels, repeats, _)) in mobilenetv2::STAGES.iter().enumerate()
+    {
         for repeat in 0..repeats {
-            let stride = if repeat == 0 { form.stage_stride(index) } else { 1 };
+            let stride = if repeat == 0 {
+                form.stage_stride(index)
+            } else {
+                1
+            };
             let hidden = x.channels * expand_ratio;
             let mut y = x;
             if expand_ratio != 1 {
@@ -292,7 +333,11 @@ mod tests {
 
     #[test]
     fn stl10_sized_inputs_keep_the_cifar_feature_width() {
-        for arch in [Arch::ResNet18Cifar, Arch::Vgg13Cifar, Arch::MobileNetV2Cifar] {
+        for arch in [
+            Arch::ResNet18Cifar,
+            Arch::Vgg13Cifar,
+            Arch::MobileNetV2Cifar,
+        ] {
             let small = describe(arch, 10, [3, 32, 32]).unwrap();
             let stl = describe(arch, 10, [3, 96, 96]).unwrap();
             assert_eq!(small.feat_dim, stl.feat_dim);

@@ -76,7 +76,15 @@ fn conv_bn_relu6(
     device: &Device,
 ) -> ConvBnRelu6 {
     (
-        conv2d(channels, kernel, stride, (kernel - 1) / 2, groups, false, device),
+        conv2d(
+            channels,
+            kernel,
+            stride,
+            (kernel - 1) / 2,
+            groups,
+            false,
+            device,
+        ),
         batch_norm(channels[1], device),
     )
 }
@@ -86,6 +94,8 @@ fn forward_conv_bn_relu6((conv, bn): &ConvBnRelu6, x: Tensor<4>) -> Tensor<4> {
 }
 
 /// One entry of an inverted residual's `conv`.
+// Burn's Module derive does not see through `Box`, and a model holds few of these.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum InvertedResidualLayer {
     /// The 1x1 expansion or the 3x3 depthwise convolution, with ReLU6.
@@ -105,15 +115,44 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(in_channels: usize, out_channels: usize, stride: usize, expand_ratio: usize, device: &Device) -> Self {
+    fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        expand_ratio: usize,
+        device: &Device,
+    ) -> Self {
         let hidden = in_channels * expand_ratio;
         let mut conv = Vec::new();
         if expand_ratio != 1 {
-            conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6([in_channels, hidden], 1, 1, 1, device)));
+            conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6(
+                [in_channels, hidden],
+                1,
+                1,
+                1,
+                device,
+            )));
         }
-        conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6([hidden, hidden], 3, stride, hidden, device)));
-        conv.push(InvertedResidualLayer::Conv(conv2d([hidden, out_channels], 1, 1, 0, 1, false, device)));
-        conv.push(InvertedResidualLayer::Norm(batch_norm(out_channels, device)));
+        conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6(
+            [hidden, hidden],
+            3,
+            stride,
+            hidden,
+            device,
+        )));
+        conv.push(InvertedResidualLayer::Conv(conv2d(
+            [hidden, out_channels],
+            1,
+            1,
+            0,
+            1,
+            false,
+            device,
+        )));
+        conv.push(InvertedResidualLayer::Norm(batch_norm(
+            out_channels,
+            device,
+        )));
         Self {
             conv,
             use_res_connect: stride == 1 && in_channels == out_channels,
@@ -131,6 +170,8 @@ impl InvertedResidual {
 }
 
 /// One entry of `features`.
+// Burn's Module derive does not see through `Box`, and a model holds few of these.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum MobileNetV2Layer {
     /// The stem and the last 1x1 convolution.
@@ -155,7 +196,12 @@ pub struct MobileNetV2 {
 impl MobileNetV2 {
     /// A fresh network with torchvision's initialisation: Kaiming-normal fan-out convolutions,
     /// batch norm 1/0, linear `N(0, 0.01)` with zero bias.
-    pub fn new(form: MobileNetV2Form, in_channels: usize, num_classes: usize, device: &Device) -> Self {
+    pub fn new(
+        form: MobileNetV2Form,
+        in_channels: usize,
+        num_classes: usize,
+        device: &Device,
+    ) -> Self {
         let mut features = vec![MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6(
             [in_channels, STEM_CHANNELS],
             3,
@@ -166,7 +212,11 @@ impl MobileNetV2 {
         let mut channels = STEM_CHANNELS;
         for (index, &(expand_ratio, out_channels, repeats, _)) in STAGES.iter().enumerate() {
             for repeat in 0..repeats {
-                let stride = if repeat == 0 { form.stage_stride(index) } else { 1 };
+                let stride = if repeat == 0 {
+                    form.stage_stride(index)
+                } else {
+                    1
+                };
                 features.push(MobileNetV2Layer::Block(InvertedResidual::new(
                     channels,
                     out_channels,
@@ -177,7 +227,13 @@ impl MobileNetV2 {
                 channels = out_channels;
             }
         }
-        features.push(MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6([channels, FEAT_DIM], 1, 1, 1, device)));
+        features.push(MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6(
+            [channels, FEAT_DIM],
+            1,
+            1,
+            1,
+            device,
+        )));
         Self {
             features,
             classifier: (

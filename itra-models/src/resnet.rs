@@ -88,6 +88,8 @@ pub struct Bottleneck {
 }
 
 /// A residual block of either kind, so every depth shares one [`ResNet`] type.
+// Burn's Module derive does not see through `Box`, and a model holds few of these.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ResidualBlock {
     Basic(BasicBlock),
@@ -95,8 +97,12 @@ pub enum ResidualBlock {
 }
 
 fn downsample(channels: [usize; 2], stride: usize, device: &Device) -> Option<Downsample> {
-    (stride != 1 || channels[0] != channels[1])
-        .then(|| (conv2d(channels, 1, stride, 0, 1, false, device), batch_norm(channels[1], device)))
+    (stride != 1 || channels[0] != channels[1]).then(|| {
+        (
+            conv2d(channels, 1, stride, 0, 1, false, device),
+            batch_norm(channels[1], device),
+        )
+    })
 }
 
 fn shortcut(downsample: &Option<Downsample>, x: Tensor<4>) -> Tensor<4> {
@@ -205,9 +211,19 @@ impl ResNet {
                 .map(|index| {
                     let block_stride = if index == 0 { stride } else { 1 };
                     let block = if depth.bottleneck() {
-                        ResidualBlock::Bottleneck(Bottleneck::new(in_planes, planes, block_stride, device))
+                        ResidualBlock::Bottleneck(Bottleneck::new(
+                            in_planes,
+                            planes,
+                            block_stride,
+                            device,
+                        ))
                     } else {
-                        ResidualBlock::Basic(BasicBlock::new(in_planes, planes, block_stride, device))
+                        ResidualBlock::Basic(BasicBlock::new(
+                            in_planes,
+                            planes,
+                            block_stride,
+                            device,
+                        ))
                     };
                     in_planes = planes * depth.expansion();
                     block
@@ -238,7 +254,13 @@ impl FeatureModel for ResNet {
         if let Some(maxpool) = &self.maxpool {
             x = maxpool.forward(x);
         }
-        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
+        for block in self
+            .layer1
+            .iter()
+            .chain(&self.layer2)
+            .chain(&self.layer3)
+            .chain(&self.layer4)
+        {
             x = block.forward(x);
         }
         global_avg_pool(x)
@@ -266,10 +288,22 @@ mod tests {
     fn imagenet_counts_equal_torchvision() {
         // Reference: `sum(p.numel() for p in torchvision.models.resnetN().parameters())`,
         // also the "Params" column of torchvision's model table.
-        assert_eq!(count(ResNetDepth::R18, ResNetStem::ImageNet, 1000), 11_689_512);
-        assert_eq!(count(ResNetDepth::R34, ResNetStem::ImageNet, 1000), 21_797_672);
-        assert_eq!(count(ResNetDepth::R50, ResNetStem::ImageNet, 1000), 25_557_032);
-        assert_eq!(count(ResNetDepth::R101, ResNetStem::ImageNet, 1000), 44_549_160);
+        assert_eq!(
+            count(ResNetDepth::R18, ResNetStem::ImageNet, 1000),
+            11_689_512
+        );
+        assert_eq!(
+            count(ResNetDepth::R34, ResNetStem::ImageNet, 1000),
+            21_797_672
+        );
+        assert_eq!(
+            count(ResNetDepth::R50, ResNetStem::ImageNet, 1000),
+            25_557_032
+        );
+        assert_eq!(
+            count(ResNetDepth::R101, ResNetStem::ImageNet, 1000),
+            44_549_160
+        );
     }
 
     #[test]

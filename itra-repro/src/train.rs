@@ -124,6 +124,8 @@ pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalizatio
 
 /// Trains `config` from scratch, writing `config.json` and `metrics.jsonl` into the run directory.
 pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
+    let device = config.device.autodiff_device()?;
+    let eval_device = config.device.device()?;
     let (train_set, test_set) = load_data(config, &options.data_dir)?;
     if train_set.len() < config.batch_size {
         bail!(
@@ -132,8 +134,6 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             config.batch_size
         );
     }
-    let device = config.device.autodiff_device()?;
-    let eval_device = config.device.device()?;
     device.seed(init_seed(config.seed));
     let shape = [train_set.channels, train_set.height, train_set.width];
     let mut model = itra_models::build(config.model.arch, train_set.num_classes, shape, &device)?;
@@ -229,14 +229,19 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         serde_json::to_writer(&mut metrics_file, &metrics)?;
         writeln!(metrics_file)?;
         metrics_file.flush()?;
-        bar.println(format!(
+        let line = format!(
             "epoch {:>3}: train loss {:.4}  test accuracy {:.2}%  test CE {:.4}  {:.0} img/s",
             epoch + 1,
             metrics.train_loss,
             metrics.test_accuracy,
             metrics.test_ce,
             metrics.images_per_second
-        ));
+        );
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
         history.push(metrics);
     }
     bar.finish_and_clear();
