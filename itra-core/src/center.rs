@@ -187,7 +187,10 @@ mod tests {
         let loss = CenterLossConfig::new(2, 2).init(&device);
         let h = Tensor::<2>::ones([1, 2], &device);
         assert!(matches!(loss.try_forward_host(h.clone(), &[2]), Err(LossError::LabelOutOfRange { .. })));
-        assert!(matches!(loss.try_forward_host(Tensor::ones([1, 3], &device), &[0]), Err(LossError::WidthMismatch { .. })));
+        assert!(matches!(
+            loss.try_forward_host(Tensor::ones([1, 3], &device), &[0]),
+            Err(LossError::WidthMismatch { .. })
+        ));
         assert!(matches!(loss.try_forward_host(h.clone() / 0.0 * 0.0, &[0]), Err(LossError::NonFinite { .. })));
         assert!(CenterLossConfig::new(2, 2).with_alpha(0.0).try_init(&device).is_err());
     }

@@ -8,12 +8,7 @@ use std::fmt;
 pub enum LossError {
     /// Two inputs that must share a feature width do not.
     #[error("feature width mismatch: {left_name} has {left} columns but {right_name} has {right}")]
-    WidthMismatch {
-        left_name: &'static str,
-        left: usize,
-        right_name: &'static str,
-        right: usize,
-    },
+    WidthMismatch { left_name: &'static str, left: usize, right_name: &'static str, right: usize },
     /// An input has a number of rows that does not match its labels.
     #[error("{name} has {rows} rows but {labels} labels")]
     LabelCountMismatch { name: &'static str, rows: usize, labels: usize },

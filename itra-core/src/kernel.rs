@@ -21,9 +21,7 @@ impl Bandwidth {
         match *self {
             Bandwidth::Median => Ok(()),
             Bandwidth::Fixed(sigma) if sigma.is_finite() && sigma > 0.0 => Ok(()),
-            Bandwidth::Fixed(sigma) => {
-                Err(format!("a fixed bandwidth must be finite and positive, got {sigma}"))
-            }
+            Bandwidth::Fixed(sigma) => Err(format!("a fixed bandwidth must be finite and positive, got {sigma}")),
         }
     }
 }

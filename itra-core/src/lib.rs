@@ -8,10 +8,10 @@
 //!
 //! This crate does no I/O: no files, no network, no printing. It only sees tensors.
 
+mod center;
 mod error;
 mod kernel;
 mod lsr;
-mod center;
 mod mmd;
 mod objective;
 

@@ -34,10 +34,7 @@ impl LabelSmoothingCrossEntropyConfig {
             return Err(LossError::InvalidConfig("num_classes must be positive".into()));
         }
         if !(0.0..=1.0).contains(&self.smoothing) {
-            return Err(LossError::InvalidConfig(format!(
-                "smoothing must be in [0, 1], got {}",
-                self.smoothing
-            )));
+            return Err(LossError::InvalidConfig(format!("smoothing must be in [0, 1], got {}", self.smoothing)));
         }
         Ok(LabelSmoothingCrossEntropy { num_classes: self.num_classes, smoothing: self.smoothing })
     }
@@ -135,9 +132,18 @@ mod tests {
     fn bad_inputs_are_typed_errors() {
         let device = Device::flex();
         let loss = LabelSmoothingCrossEntropyConfig::new(3).init();
-        assert!(matches!(loss.try_forward_host(Tensor::zeros([1, 2], &device), &[0]), Err(LossError::WidthMismatch { .. })));
-        assert!(matches!(loss.try_forward_host(Tensor::zeros([0, 3], &device), &[]), Err(LossError::EmptyBatch { .. })));
-        assert!(matches!(loss.try_forward_host(Tensor::zeros([1, 3], &device), &[3]), Err(LossError::LabelOutOfRange { .. })));
+        assert!(matches!(
+            loss.try_forward_host(Tensor::zeros([1, 2], &device), &[0]),
+            Err(LossError::WidthMismatch { .. })
+        ));
+        assert!(matches!(
+            loss.try_forward_host(Tensor::zeros([0, 3], &device), &[]),
+            Err(LossError::EmptyBatch { .. })
+        ));
+        assert!(matches!(
+            loss.try_forward_host(Tensor::zeros([1, 3], &device), &[3]),
+            Err(LossError::LabelOutOfRange { .. })
+        ));
         assert!(LabelSmoothingCrossEntropyConfig::new(3).with_smoothing(1.5).try_init().is_err());
         assert!(format!("{loss}").starts_with("LabelSmoothingCrossEntropy"));
     }

@@ -51,10 +51,7 @@ impl MmdLossConfig {
     /// Initialises the loss, returning an error for an out-of-domain hyperparameter.
     pub fn try_init(&self) -> Result<MmdLoss, LossError> {
         if !(self.eps.is_finite() && self.eps > 0.0) {
-            return Err(LossError::InvalidConfig(format!(
-                "eps must be finite and positive, got {}",
-                self.eps
-            )));
+            return Err(LossError::InvalidConfig(format!("eps must be finite and positive, got {}", self.eps)));
         }
         self.bandwidth.validate().map_err(LossError::InvalidConfig)?;
         Ok(MmdLoss {
@@ -149,8 +146,7 @@ impl MmdLoss {
         y2: Tensor<1, Int>,
         num_classes: usize,
     ) -> MatchOutput {
-        self.try_forward_class_conditional(h1, y1, h2, y2, num_classes)
-            .unwrap_or_else(|err| panic!("{err}"))
+        self.try_forward_class_conditional(h1, y1, h2, y2, num_classes).unwrap_or_else(|err| panic!("{err}"))
     }
 
     /// [`MmdLoss::forward_class_conditional`], returning an error for empty batches, mismatched
@@ -275,11 +271,7 @@ pub(crate) fn check_finite(features: &Tensor<2>, name: &'static str) -> Result<(
         return Ok(());
     }
     // Name the first offending value: a sum of finite values can only overflow past 1e308.
-    let first_bad = features
-        .to_data()
-        .iter::<f64>()
-        .find(|v| !v.is_finite())
-        .unwrap_or(total);
+    let first_bad = features.to_data().iter::<f64>().find(|v| !v.is_finite()).unwrap_or(total);
     Err(LossError::non_finite(name, first_bad))
 }
 
@@ -300,7 +292,11 @@ pub(crate) fn check_labels(
 }
 
 /// Reads integer labels back to the host, rejecting negative or out-of-range values.
-pub(crate) fn host_labels(labels: &Tensor<1, Int>, name: &'static str, num_classes: usize) -> Result<Vec<usize>, LossError> {
+pub(crate) fn host_labels(
+    labels: &Tensor<1, Int>,
+    name: &'static str,
+    num_classes: usize,
+) -> Result<Vec<usize>, LossError> {
     labels
         .to_data()
         .iter::<i64>()

@@ -141,9 +141,8 @@ impl ItraObjectiveConfig {
             return Err(LossError::InvalidConfig(format!("lambda must be finite and >= 0, got {}", self.lambda)));
         }
         let smoothing = if self.method == Method::Lsr { self.lambda } else { 0.0 };
-        let classification = LabelSmoothingCrossEntropyConfig::new(self.num_classes)
-            .with_smoothing(smoothing)
-            .try_init()?;
+        let classification =
+            LabelSmoothingCrossEntropyConfig::new(self.num_classes).with_smoothing(smoothing).try_init()?;
         let center = match self.method {
             Method::Center => Some(
                 CenterLossConfig::new(self.num_classes, self.feat_dim)
@@ -330,12 +329,8 @@ impl DistanceStats {
         let n1 = h1.clone().square().sum_dim(1);
         let n2 = h2.clone().square().sum_dim(1);
         let cross = h1.matmul(h2.transpose());
-        let distances: Vec<f64> = (n1 + n2.transpose() - cross * 2.0)
-            .clamp_min(0.0)
-            .sqrt()
-            .into_data()
-            .iter::<f64>()
-            .collect();
+        let distances: Vec<f64> =
+            (n1 + n2.transpose() - cross * 2.0).clamp_min(0.0).sqrt().into_data().iter::<f64>().collect();
         let (mut same_sum, mut same_count) = (0.0, 0usize);
         for (i, &a) in y1.iter().enumerate() {
             for (j, &b) in y2.iter().enumerate() {

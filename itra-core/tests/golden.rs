@@ -7,9 +7,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use itra_core::{
-    Bandwidth, CenterLossConfig, LabelSmoothingCrossEntropyConfig, MmdLossConfig, Normalize,
-};
+use itra_core::{Bandwidth, CenterLossConfig, LabelSmoothingCrossEntropyConfig, MmdLossConfig, Normalize};
 use serde_json::Value;
 
 struct Check<'a> {
@@ -135,7 +133,11 @@ fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
             let value = center.forward(h1.clone(), label_tensor(&y1, &device));
             check.close("value", &[value.clone().into_scalar()], &[expected["value"].as_f64().unwrap()]);
             let grads = value.backward();
-            check.close("grad_h1", &host(h1.grad(&grads).expect("center loss reaches h1")), &flat_f64(&expected["grad_h1"]));
+            check.close(
+                "grad_h1",
+                &host(h1.grad(&grads).expect("center loss reaches h1")),
+                &flat_f64(&expected["grad_h1"]),
+            );
             center.update_centers(h1, &y1).expect("valid centre update");
             check.close("centers_after", &host(center.centers()), &flat_f64(&expected["centers_after"]));
         }

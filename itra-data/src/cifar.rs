@@ -44,13 +44,9 @@ impl Variant {
     /// Batch files of `split`, relative to the extracted folder.
     pub fn file_names(self, split: Split) -> &'static [&'static str] {
         match (self, split) {
-            (Variant::Cifar10, Split::Train) => &[
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-            ],
+            (Variant::Cifar10, Split::Train) => {
+                &["data_batch_1.bin", "data_batch_2.bin", "data_batch_3.bin", "data_batch_4.bin", "data_batch_5.bin"]
+            }
             (Variant::Cifar10, Split::Test) => &["test_batch.bin"],
             (Variant::Cifar100, Split::Train) => &["train.bin"],
             (Variant::Cifar100, Split::Test) => &["test.bin"],
@@ -100,12 +96,7 @@ pub fn parse(
 }
 
 /// Loads `split` from an extracted `cifar-10-batches-bin/` or `cifar-100-binary/` folder.
-pub fn load_dir(
-    dir: &Path,
-    split: Split,
-    variant: Variant,
-    class_names: &[&str],
-) -> Result<ImageDataset, DataError> {
+pub fn load_dir(dir: &Path, split: Split, variant: Variant, class_names: &[&str]) -> Result<ImageDataset, DataError> {
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for name in variant.file_names(split) {
@@ -161,17 +152,12 @@ mod tests {
         let bytes = [encode_record(&[1], &image(1)), vec![2; 100]].concat();
         let err = parse(&bytes[..], Path::new("test_batch.bin"), Variant::Cifar10, &mut Vec::new(), &mut Vec::new())
             .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "test_batch.bin: length 3173 bytes is not a whole number of 3073-byte records"
-        );
+        assert_eq!(err.to_string(), "test_batch.bin: length 3173 bytes is not a whole number of 3073-byte records");
         let bytes = [encode_record(&[1], &image(1)), encode_record(&[10], &image(1))].concat();
-        let err = parse(&bytes[..], Path::new("b"), Variant::Cifar10, &mut Vec::new(), &mut Vec::new())
-            .unwrap_err();
+        let err = parse(&bytes[..], Path::new("b"), Variant::Cifar10, &mut Vec::new(), &mut Vec::new()).unwrap_err();
         assert!(matches!(err, DataError::LabelOutOfRange { record: 1, label: 10, max: 9, .. }), "{err}");
         let bytes = encode_record(&[20, 1], &image(1));
-        let err = parse(&bytes[..], Path::new("b"), Variant::Cifar100, &mut Vec::new(), &mut Vec::new())
-            .unwrap_err();
+        let err = parse(&bytes[..], Path::new("b"), Variant::Cifar100, &mut Vec::new(), &mut Vec::new()).unwrap_err();
         assert!(matches!(err, DataError::LabelOutOfRange { record: 0, label: 20, max: 19, .. }), "{err}");
     }
 

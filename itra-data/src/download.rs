@@ -14,11 +14,11 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::DataError;
 use crate::checksum::{Hasher, payload_sha256};
 use crate::info::{extracted, local_copy};
 use crate::read::{decompressed, open};
 use crate::registry::{Checksum, DatasetSpec, RemoteFile};
-use crate::DataError;
 
 /// How [`download`] fetches files.
 #[derive(Debug, Clone, PartialEq)]
@@ -89,8 +89,12 @@ pub enum FileSource {
     /// An archive whose extracted files are already in place.
     AlreadyExtracted,
     /// A known local copy (e.g. Debian's) verified by its decompressed payload.
-    LocalCopy { path: PathBuf },
-    Downloaded { url: String },
+    LocalCopy {
+        path: PathBuf,
+    },
+    Downloaded {
+        url: String,
+    },
 }
 
 /// Fetches, verifies and (for archives) unpacks every registered file of dataset `id` into
@@ -229,7 +233,10 @@ fn fetch_one(
             Ok(()) => break,
             Err(Attempt::Fatal(error)) => return Err(error),
             Err(Attempt::Retry(message)) if attempt >= options.retries => {
-                return Err(DataError::Http { url: url.to_owned(), message: format!("{message} (after {} attempts)", attempt + 1) });
+                return Err(DataError::Http {
+                    url: url.to_owned(),
+                    message: format!("{message} (after {} attempts)", attempt + 1),
+                });
             }
             Err(Attempt::Retry(_)) => {
                 std::thread::sleep(options.backoff.saturating_mul(1 << attempt.min(16)));
@@ -314,18 +321,10 @@ fn attempt_once(
             return Err(Attempt::Fatal(DataError::Http { url: url.to_owned(), message: format!("HTTP {status}") }));
         }
     };
-    let remaining = response
-        .headers()
-        .get("content-length")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let mut out = OpenOptions::new()
-        .create(true)
-        .write(true)
-        .append(append)
-        .truncate(!append)
-        .open(part)
-        .map_err(io_fatal)?;
+    let remaining =
+        response.headers().get("content-length").and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    let mut out =
+        OpenOptions::new().create(true).write(true).append(append).truncate(!append).open(part).map_err(io_fatal)?;
     let start = if append { offset } else { 0 };
     let progress = progress_bar(options, url, size.or(remaining.map(|r| r + start)), start);
     let mut body = response.into_body().into_reader();
@@ -357,9 +356,9 @@ fn progress_bar(options: &DownloadOptions, url: &str, total: Option<u64>, start:
         Some(total) => indicatif::ProgressBar::new(total),
         None => indicatif::ProgressBar::new_spinner(),
     };
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
-    ) {
+    if let Ok(style) =
+        indicatif::ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.set_message(url.rsplit('/').next().unwrap_or(url).to_owned());
@@ -418,7 +417,9 @@ fn unpack_checked(archive: &Path, staging: &Path) -> Result<(), DataError> {
         }
         match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::Directory => {}
-            tar::EntryType::Symlink | tar::EntryType::Link => return Err(refuse("links are not extracted")),
+            tar::EntryType::Symlink | tar::EntryType::Link => {
+                return Err(refuse("links are not extracted"));
+            }
             // Metadata records (pax, GNU) carry nothing to write.
             _ => continue,
         }
@@ -443,7 +444,10 @@ mod tests {
         let first = data.path().join("kmnist/train-images-idx3-ubyte.gz");
         assert_eq!(
             missing[0],
-            format!("{} (from https://codh.rois.ac.jp/kmnist/dataset/kmnist/train-images-idx3-ubyte.gz)", first.display())
+            format!(
+                "{} (from https://codh.rois.ac.jp/kmnist/dataset/kmnist/train-images-idx3-ubyte.gz)",
+                first.display()
+            )
         );
         assert!(err.to_string().starts_with("offline: 4 files missing: "), "{err}");
     }
@@ -451,7 +455,11 @@ mod tests {
     #[test]
     fn imagenet_is_manual() {
         let err = download("imagenet", Path::new("."), &DownloadOptions::default()).unwrap_err();
-        assert!(err.to_string().starts_with("imagenet cannot be downloaded automatically: download ILSVRC2012_img_train.tar"), "{err}");
+        assert!(
+            err.to_string()
+                .starts_with("imagenet cannot be downloaded automatically: download ILSVRC2012_img_train.tar"),
+            "{err}"
+        );
     }
 
     #[test]

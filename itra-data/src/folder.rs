@@ -80,9 +80,8 @@ pub fn index(dir: &Path, classes: Option<&[String]>) -> Result<FolderIndex, Data
 pub fn decode(path: &Path, size: Option<[usize; 2]>) -> Result<(Vec<u8>, [usize; 3]), DataError> {
     let image_error = |message: String| DataError::Image { path: path.to_owned(), message };
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = image::ImageReader::new(BufReader::new(file))
-        .with_guessed_format()
-        .map_err(|e| DataError::io(path, e))?;
+    let reader =
+        image::ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| DataError::io(path, e))?;
     let decoded = reader.decode().map_err(|e| image_error(e.to_string()))?;
     let mut rgb = decoded.to_rgb8();
     if let Some([height, width]) = size

@@ -72,12 +72,7 @@ pub fn parse_labels(reader: impl Read, path: &Path) -> Result<Vec<u8>, DataError
 /// Loads one split from `dir`, which holds the files named by [`file_names`] (with or without
 /// `.gz`). Checks the image shape against `shape` (`[1, rows, cols]`), that image and label
 /// counts agree and that every label is below `class_names.len()`.
-pub fn load_dir(
-    dir: &Path,
-    split: Split,
-    shape: [usize; 3],
-    class_names: &[&str],
-) -> Result<ImageDataset, DataError> {
+pub fn load_dir(dir: &Path, split: Split, shape: [usize; 3], class_names: &[&str]) -> Result<ImageDataset, DataError> {
     let (images_name, labels_name) = file_names(split);
     let images_path = find_file(dir, images_name).unwrap_or_else(|| dir.join(images_name));
     let labels_path = find_file(dir, labels_name).unwrap_or_else(|| dir.join(labels_name));
@@ -147,16 +142,9 @@ fn be_u32(bytes: &[u8], offset: usize) -> u32 {
 fn read_payload(reader: &mut impl Read, path: &Path, expected: u64) -> Result<Vec<u8>, DataError> {
     // Cap the up-front allocation: a corrupt header must not reserve terabytes.
     let mut payload = Vec::with_capacity(expected.min(1 << 26) as usize);
-    reader
-        .take(expected)
-        .read_to_end(&mut payload)
-        .map_err(|e| DataError::io(path, e))?;
+    reader.take(expected).read_to_end(&mut payload).map_err(|e| DataError::io(path, e))?;
     if (payload.len() as u64) < expected {
-        return Err(DataError::Truncated {
-            path: path.to_owned(),
-            expected,
-            actual: payload.len() as u64,
-        });
+        return Err(DataError::Truncated { path: path.to_owned(), expected, actual: payload.len() as u64 });
     }
     // Reading past the end also makes a gzip decoder check its CRC trailer.
     let mut extra = [0u8; 1];
@@ -219,10 +207,7 @@ mod tests {
         let labels = encode_labels(&[1; 8]);
         let err = parse_images(&labels[..], name()).unwrap_err();
         assert!(matches!(err, DataError::BadMagic { found: LABELS_MAGIC, expected: IMAGES_MAGIC, .. }));
-        assert_eq!(
-            err.to_string(),
-            "fixture-idx: bad magic number 0x00000801 at offset 0, expected 0x00000803"
-        );
+        assert_eq!(err.to_string(), "fixture-idx: bad magic number 0x00000801 at offset 0, expected 0x00000803");
     }
 
     #[test]
@@ -230,10 +215,7 @@ mod tests {
         let raw = encode_images(2, 2, &[7; 8]);
         let err = parse_images(&raw[..raw.len() - 3], name()).unwrap_err();
         assert!(matches!(err, DataError::Truncated { expected: 8, actual: 5, .. }), "{err}");
-        assert_eq!(
-            err.to_string(),
-            "fixture-idx: truncated payload: expected 8 bytes after the header, got 5"
-        );
+        assert_eq!(err.to_string(), "fixture-idx: truncated payload: expected 8 bytes after the header, got 5");
         let err = parse_images(&gzip(&raw[..raw.len() - 3])[..], name()).unwrap_err();
         assert!(matches!(err, DataError::Truncated { expected: 8, actual: 5, .. }), "{err}");
         let mut long = raw.clone();
@@ -282,7 +264,10 @@ mod tests {
         write("train-labels-idx1-ubyte", encode_labels(&[0, 3, 1]));
         let err = load_dir(dir.path(), Split::Train, [1, 2, 2], &classes).unwrap_err();
         assert!(matches!(err, DataError::LabelOutOfRange { record: 1, label: 3, min: 0, max: 2, .. }));
-        assert!(err.to_string().ends_with("train-labels-idx1-ubyte: record 1: label 3 out of range, expected 0..=2"), "{err}");
+        assert!(
+            err.to_string().ends_with("train-labels-idx1-ubyte: record 1: label 3 out of range, expected 0..=2"),
+            "{err}"
+        );
 
         write("train-labels-idx1-ubyte", encode_labels(&[0, 1]));
         let err = load_dir(dir.path(), Split::Train, [1, 2, 2], &classes).unwrap_err();

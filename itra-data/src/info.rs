@@ -137,7 +137,11 @@ pub enum FileState {
     Verified,
     /// A known local copy (e.g. Debian's) whose decompressed payload matches.
     VerifiedLocalCopy,
-    Mismatch { algorithm: &'static str, expected: String, actual: String },
+    Mismatch {
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
     /// The archive is gone but its extracted files are present; they cannot be re-checked.
     ExtractedOnly,
     Missing,
@@ -257,7 +261,10 @@ mod tests {
         std::fs::write(dir.join("train.csv"), "\"1\",\"ab\",\"cd\"\n\"2\",\"x\",\"\"\n").unwrap();
         std::fs::write(dir.join("test.csv"), "\"4\",\"abc\",\"d\"\n").unwrap();
         let json = serde_json::to_value(info("ag_news", data.path()).unwrap()).unwrap();
-        assert_eq!(json["splits"]["train"], serde_json::json!({"examples": 2, "classes": 4, "class_counts": [1, 1, 0, 0], "mean_chars": 3.0}));
+        assert_eq!(
+            json["splits"]["train"],
+            serde_json::json!({"examples": 2, "classes": 4, "class_counts": [1, 1, 0, 0], "mean_chars": 3.0})
+        );
         assert_eq!(json["splits"]["test"]["mean_chars"], 5.0);
     }
 

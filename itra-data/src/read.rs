@@ -43,10 +43,7 @@ pub(crate) fn open(path: &Path) -> Result<BufReader<File>, DataError> {
 }
 
 /// Wraps `reader` in a gzip decoder if its first two bytes are the gzip magic.
-pub(crate) fn decompressed<'a>(
-    mut reader: impl Read + 'a,
-    path: &Path,
-) -> Result<Box<dyn Read + 'a>, DataError> {
+pub(crate) fn decompressed<'a>(mut reader: impl Read + 'a, path: &Path) -> Result<Box<dyn Read + 'a>, DataError> {
     let mut head = [0u8; 2];
     let got = read_up_to(&mut reader, &mut head).map_err(|e| DataError::io(path, e))?;
     let rejoined = io::Cursor::new(head[..got].to_vec()).chain(reader);
@@ -70,4 +67,3 @@ pub(crate) fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<u
     }
     Ok(filled)
 }
-

@@ -143,32 +143,117 @@ impl DatasetSpec {
     }
 }
 
-pub const FMNIST_CLASSES: &[&str] = &[
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag",
-    "Ankle boot",
-];
+pub const FMNIST_CLASSES: &[&str] =
+    &["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"];
 
 /// Romanised as torchvision's `KMNIST.classes`; the characters are お き す つ な は ま や れ を.
 pub const KMNIST_CLASSES: &[&str] = &["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"];
 
 /// `batches.meta.txt` of the CIFAR-10 binary archive.
-pub const CIFAR10_CLASSES: &[&str] = &[
-    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
-];
+pub const CIFAR10_CLASSES: &[&str] =
+    &["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"];
 
 /// `fine_label_names.txt` of the CIFAR-100 binary archive.
 pub const CIFAR100_CLASSES: &[&str] = &[
-    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
-    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
-    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup",
-    "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house",
-    "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man",
-    "maple_tree", "motorcycle", "mountain", "mouse", "mushroom", "oak_tree", "orange", "orchid",
-    "otter", "palm_tree", "pear", "pickup_truck", "pine_tree", "plain", "plate", "poppy",
-    "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket", "rose", "sea", "seal",
-    "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider", "squirrel", "streetcar",
-    "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
-    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman",
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
     "worm",
 ];
 
@@ -196,18 +281,13 @@ pub const STAR_CLASSES: &[&str] = &["1", "2", "3", "4", "5"];
 /// Where Debian's `dataset-fashion-mnist` package installs Fashion-MNIST.
 pub const DEBIAN_FMNIST_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
-const MNIST_SPLITS: &[SplitSpec] = &[
-    SplitSpec { split: Split::Train, examples: 60_000 },
-    SplitSpec { split: Split::Test, examples: 10_000 },
-];
-const CIFAR_SPLITS: &[SplitSpec] = &[
-    SplitSpec { split: Split::Train, examples: 50_000 },
-    SplitSpec { split: Split::Test, examples: 10_000 },
-];
+const MNIST_SPLITS: &[SplitSpec] =
+    &[SplitSpec { split: Split::Train, examples: 60_000 }, SplitSpec { split: Split::Test, examples: 10_000 }];
+const CIFAR_SPLITS: &[SplitSpec] =
+    &[SplitSpec { split: Split::Train, examples: 50_000 }, SplitSpec { split: Split::Test, examples: 10_000 }];
 
 const TORCHVISION: &str = "torchvision.datasets md5";
-const FMNIST_SIZES: &str =
-    "torchvision md5; sizes as served (Content-Length in torchvision and Keras download logs)";
+const FMNIST_SIZES: &str = "torchvision md5; sizes as served (Content-Length in torchvision and Keras download logs)";
 const TORONTO: &str =
     "md5 and size from the dataset page https://www.cs.toronto.edu/~kriz/cifar.html; same md5 pinned by torchvision";
 const TORCHTEXT: &str = "torchtext.datasets md5";
@@ -233,10 +313,7 @@ macro_rules! fmnist_file {
             name: $name,
             urls: &[
                 concat!("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/", $name),
-                concat!(
-                    "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
-                    $name
-                ),
+                concat!("https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/", $name),
             ],
             size: Some($size),
             checksum: Checksum::Md5($md5),
@@ -642,7 +719,18 @@ mod tests {
         let ids: Vec<_> = DATASETS.iter().map(|d| d.id).collect();
         assert_eq!(
             ids,
-            ["kmnist", "fmnist", "cifar10", "cifar100", "stl10", "imagenet", "ag_news", "amazon_full", "yahoo_answers", "yelp_full"]
+            [
+                "kmnist",
+                "fmnist",
+                "cifar10",
+                "cifar100",
+                "stl10",
+                "imagenet",
+                "ag_news",
+                "amazon_full",
+                "yahoo_answers",
+                "yelp_full"
+            ]
         );
         for spec in DATASETS {
             assert!(

@@ -50,9 +50,10 @@ pub fn parse(
                 format!("line {line}: {} fields, expected {}", row.len(), 1 + text_columns),
             ));
         }
-        let label: i64 = row[0].trim().parse().map_err(|_| {
-            malformed(path, index, format!("line {line}: class index {:?} is not an integer", &row[0]))
-        })?;
+        let label: i64 = row[0]
+            .trim()
+            .parse()
+            .map_err(|_| malformed(path, index, format!("line {line}: class index {:?} is not an integer", &row[0])))?;
         labels.push(checked_label(label, 1, class_names.len(), path, index)?);
         texts.push(join_fields(row.iter().skip(1)));
         index += 1;
@@ -66,22 +67,13 @@ pub fn parse(
 }
 
 /// Loads `split` from an extracted `*_csv/` folder.
-pub fn load_dir(
-    dir: &Path,
-    split: Split,
-    text_columns: usize,
-    class_names: &[&str],
-) -> Result<TextDataset, DataError> {
+pub fn load_dir(dir: &Path, split: Split, text_columns: usize, class_names: &[&str]) -> Result<TextDataset, DataError> {
     let path = dir.join(file_name(split));
     parse(open(&path)?, &path, text_columns, class_names)
 }
 
 fn join_fields<'a>(fields: impl Iterator<Item = &'a str>) -> String {
-    fields
-        .filter(|f| !f.is_empty())
-        .map(|f| f.replace("\\n", "\n"))
-        .collect::<Vec<_>>()
-        .join(" ")
+    fields.filter(|f| !f.is_empty()).map(|f| f.replace("\\n", "\n")).collect::<Vec<_>>().join(" ")
 }
 
 fn malformed(path: &Path, record: u64, message: String) -> DataError {
@@ -112,13 +104,12 @@ mod tests {
 
     #[test]
     fn malformed_rows_name_file_and_record() {
-        let err = parse("\"1\",\"a\",\"b\"\n\"2\",\"only title\"\n".as_bytes(), Path::new("test.csv"), 2, AG)
-            .unwrap_err();
+        let err =
+            parse("\"1\",\"a\",\"b\"\n\"2\",\"only title\"\n".as_bytes(), Path::new("test.csv"), 2, AG).unwrap_err();
         assert_eq!(err.to_string(), "test.csv: record 1: line 2: 2 fields, expected 3");
         let err = parse("\"x\",\"a\",\"b\"\n".as_bytes(), Path::new("test.csv"), 2, AG).unwrap_err();
         assert_eq!(err.to_string(), "test.csv: record 0: line 1: class index \"x\" is not an integer");
-        let err = parse("\"1\",\"a\",\"b\"\n\"5\",\"a\",\"b\"\n".as_bytes(), Path::new("test.csv"), 2, AG)
-            .unwrap_err();
+        let err = parse("\"1\",\"a\",\"b\"\n\"5\",\"a\",\"b\"\n".as_bytes(), Path::new("test.csv"), 2, AG).unwrap_err();
         assert_eq!(err.to_string(), "test.csv: record 1: label 5 out of range, expected 1..=4");
         let err = parse(&b"\"1\",\"a\",\"\xff\"\n"[..], Path::new("test.csv"), 2, AG).unwrap_err();
         assert!(matches!(err, DataError::MalformedRecord { record: 0, .. }), "{err}");

@@ -37,9 +37,7 @@ fn debian_fmnist_payloads_match_pinned_sha256() {
     for (name, expected) in FMNIST_PAYLOAD_SHA256 {
         let path = dir.join(name);
         let mut payload = Vec::new();
-        flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap())
-            .read_to_end(&mut payload)
-            .unwrap();
+        flate2::read::MultiGzDecoder::new(std::fs::File::open(&path).unwrap()).read_to_end(&mut payload).unwrap();
         let actual = format!("{:x}", Sha256::digest(&payload));
         assert_eq!(actual, expected, "sha256 of decompressed {}", path.display());
     }
@@ -65,4 +63,463 @@ fn debian_fmnist_loads_with_balanced_classes() {
         };
         assert!((data.pixel_mean() - expected_mean).abs() < 1e-5, "{}", data.pixel_mean());
     }
+}
+
+/// `../shared/data/ag_news` relative to the repository root (`/work/shared/...` in development).
+fn shared_ag_news() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/data/ag_news")
+}
+
+#[test]
+fn shared_ag_news_test_split_has_1900_per_class() {
+    let dir = shared_ag_news();
+    let path = dir.join("test.csv");
+    assert!(
+        path.is_file(),
+        "{} is missing: the AG News test split must be provided at ../shared/data/ag_news/ relative to the repository root",
+        path.display()
+    );
+    let md5 = itra_data::file_digest(&path, registry::Checksum::Md5("")).unwrap();
+    assert_eq!(md5, "d52ea96a97a2d943681189a97654912d", "md5 of {} (torchtext's AG_NEWS test md5)", path.display());
+    let data = itra_data::text::load_dir(&dir, Split::Test, 2, registry::AG_NEWS_CLASSES).unwrap();
+    assert_eq!(data.len(), 7600);
+    assert_eq!(data.class_counts(), vec![1900; 4]);
+    // The first row of test.csv, class 3 (Business).
+    assert_eq!(data.labels[0], 2);
+    assert!(
+        data.texts[0].starts_with("Fears for T N pension after talks Unions representing workers"),
+        "{}",
+        data.texts[0]
+    );
+    assert!(data.texts.iter().all(|t| !t.contains("\\n")), "escaped newlines are unescaped");
+}
+
+/// A one-request-per-connection HTTP/1.1 server on 127.0.0.1 that serves fixed files, honours
+/// `Range: bytes=N-` and can be told to fail.
+mod server {
+    use std::collections::HashMap;
+    use std::io::{BufRead, BufReader, Write};
+    use std::net::TcpListener;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    pub struct Route {
+        pub body: Vec<u8>,
+        /// Answer the first `fail_first` requests with HTTP 503.
+        pub fail_first: usize,
+        /// On the first full (non-range) request, send only this many body bytes, then hang up.
+        pub cut_first_at: Option<usize>,
+        /// Ignore `Range` headers.
+        pub no_ranges: bool,
+    }
+
+    #[derive(Default)]
+    struct State {
+        routes: HashMap<String, Route>,
+        /// `(path, range header)` of every request, in order.
+        log: Vec<(String, Option<String>)>,
+    }
+
+    pub struct Server {
+        pub base: String,
+        state: Arc<Mutex<State>>,
+    }
+
+    impl Server {
+        pub fn start(routes: Vec<(&str, Route)>) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let base = format!("http://{}", listener.local_addr().unwrap());
+            let state = Arc::new(Mutex::new(State {
+                routes: routes.into_iter().map(|(p, r)| (p.to_owned(), r)).collect(),
+                log: Vec::new(),
+            }));
+            let shared = Arc::clone(&state);
+            std::thread::spawn(move || {
+                for stream in listener.incoming() {
+                    let Ok(mut stream) = stream else { continue };
+                    let mut reader = BufReader::new(stream.try_clone().unwrap());
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).is_err() {
+                        continue;
+                    }
+                    let path = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+                    let mut range = None;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                            break;
+                        }
+                        if let Some((name, value)) = line.split_once(':')
+                            && name.eq_ignore_ascii_case("range")
+                        {
+                            range = Some(value.trim().to_owned());
+                        }
+                    }
+                    let mut state = shared.lock().unwrap();
+                    state.log.push((path.clone(), range.clone()));
+                    let Some(route) = state.routes.get_mut(&path) else {
+                        let _ = stream
+                            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        continue;
+                    };
+                    if route.fail_first > 0 {
+                        route.fail_first -= 1;
+                        let _ = stream.write_all(
+                            b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        continue;
+                    }
+                    let body = route.body.clone();
+                    let start = range
+                        .filter(|_| !route.no_ranges)
+                        .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
+                    let response = match start {
+                        Some(start) if start >= body.len() => {
+                            format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", body.len()).into_bytes()
+                        }
+                        Some(start) => {
+                            let mut head = format!(
+                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                body.len() - 1,
+                                body.len(),
+                                body.len() - start
+                            )
+                            .into_bytes();
+                            head.extend_from_slice(&body[start..]);
+                            head
+                        }
+                        None => {
+                            let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
+                            match route.cut_first_at.take() {
+                                Some(cut) => head.extend_from_slice(&body[..cut]),
+                                None => head.extend_from_slice(&body),
+                            }
+                            head
+                        }
+                    };
+                    drop(state);
+                    let _ = stream.write_all(&response);
+                    let _ = stream.flush();
+                }
+            });
+            Server { base, state }
+        }
+
+        pub fn url(&self, path: &str) -> String {
+            format!("{}{path}", self.base)
+        }
+
+        pub fn log(&self) -> Vec<(String, Option<String>)> {
+            self.state.lock().unwrap().log.clone()
+        }
+    }
+}
+
+mod fixtures {
+    use std::io::Write;
+
+    use itra_data::registry::{Checksum, DatasetSpec, Format, Modality, RemoteFile, SplitSpec};
+    use itra_data::{Split, idx};
+    use md5::{Digest, Md5};
+
+    pub fn leak<T>(value: T) -> &'static T {
+        Box::leak(Box::new(value))
+    }
+
+    pub fn leak_str(value: String) -> &'static str {
+        Box::leak(value.into_boxed_str())
+    }
+
+    pub fn md5_hex(bytes: &[u8]) -> &'static str {
+        leak_str(Md5::digest(bytes).iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    /// Four KMNIST-format IDX files (gzip), 20 train and 10 test 28x28 images, keyed by name.
+    pub fn mnist_files() -> Vec<(&'static str, Vec<u8>)> {
+        let images = |n: usize| (0..n * 784).map(|i| (i * 31 % 256) as u8).collect::<Vec<_>>();
+        let labels = |n: usize| (0..n).map(|i| (i % 10) as u8).collect::<Vec<_>>();
+        vec![
+            ("train-images-idx3-ubyte.gz", gzip(&idx::encode_images(28, 28, &images(20)))),
+            ("train-labels-idx1-ubyte.gz", gzip(&idx::encode_labels(&labels(20)))),
+            ("t10k-images-idx3-ubyte.gz", gzip(&idx::encode_images(28, 28, &images(10)))),
+            ("t10k-labels-idx1-ubyte.gz", gzip(&idx::encode_labels(&labels(10)))),
+        ]
+    }
+
+    /// A spec like a registered one, whose files live at `urls(name)`.
+    pub fn spec(
+        id: &'static str,
+        format: Format,
+        subdir: &'static str,
+        files: Vec<(&'static str, &[u8], Vec<String>, bool)>,
+    ) -> &'static DatasetSpec {
+        let files: Vec<RemoteFile> = files
+            .into_iter()
+            .map(|(name, bytes, urls, extract)| RemoteFile {
+                name,
+                urls: Box::leak(urls.into_iter().map(leak_str).collect::<Vec<_>>().into_boxed_slice()),
+                size: Some(bytes.len() as u64),
+                checksum: Checksum::Md5(md5_hex(bytes)),
+                source: "generated by the test",
+                extract,
+                payload_sha256: None,
+            })
+            .collect();
+        leak(DatasetSpec {
+            id,
+            title: id,
+            homepage: "",
+            format,
+            modality: Modality::Image { shape: [1, 28, 28] },
+            class_names: itra_data::registry::KMNIST_CLASSES,
+            num_classes: 10,
+            splits: &[SplitSpec { split: Split::Train, examples: 20 }, SplitSpec { split: Split::Test, examples: 10 }],
+            subdir,
+            files: Box::leak(files.into_boxed_slice()),
+            downloadable: true,
+            local_copies: &[],
+            manual: "",
+        })
+    }
+}
+
+fn quiet() -> itra_data::DownloadOptions {
+    itra_data::DownloadOptions {
+        retries: 2,
+        backoff: std::time::Duration::from_millis(5),
+        timeout: std::time::Duration::from_secs(10),
+        progress: false,
+        proxy_from_env: false,
+        ..itra_data::DownloadOptions::default()
+    }
+}
+
+#[test]
+fn download_retries_resumes_verifies_and_loads() {
+    use itra_data::download::{FileSource, download_spec};
+    use itra_data::registry::Format;
+    use server::{Route, Server};
+
+    let files = fixtures::mnist_files();
+    let train_images = &files[0].1;
+    let server = Server::start(
+        files
+            .iter()
+            .enumerate()
+            .map(|(i, (name, body))| {
+                let route = Route {
+                    body: body.clone(),
+                    // The first file fails twice with 503, the second is cut mid-body once.
+                    fail_first: if i == 0 { 2 } else { 0 },
+                    cut_first_at: (i == 1).then_some(body.len() / 2),
+                    no_ranges: false,
+                };
+                (fixtures::leak_str(format!("/kmnist/{name}")), route)
+            })
+            .collect(),
+    );
+    let spec = fixtures::spec(
+        "kmnist",
+        Format::Idx,
+        "",
+        files
+            .iter()
+            .map(|(name, body)| (*name, &body[..], vec![server.url(&format!("/kmnist/{name}"))], false))
+            .collect(),
+    );
+    let data = tempfile::tempdir().unwrap();
+    // A previous run was killed a third of the way into the test images.
+    let kmnist_dir = data.path().join("kmnist");
+    std::fs::create_dir_all(&kmnist_dir).unwrap();
+    let test_images = &files[2].1;
+    std::fs::write(kmnist_dir.join("t10k-images-idx3-ubyte.gz.part"), &test_images[..test_images.len() / 3]).unwrap();
+
+    let report = download_spec(spec, data.path(), &quiet()).unwrap();
+    assert!(report.files.iter().all(|f| matches!(f.source, FileSource::Downloaded { .. })), "{report:?}");
+    assert_eq!(std::fs::read(kmnist_dir.join("train-images-idx3-ubyte.gz")).unwrap(), *train_images);
+    let log = server.log();
+    let requests = |name: &str| log.iter().filter(|(p, _)| p.ends_with(name)).cloned().collect::<Vec<_>>();
+    assert_eq!(requests("train-images-idx3-ubyte.gz").len(), 3, "two 503s, then success");
+    let labels = requests("train-labels-idx1-ubyte.gz");
+    let half = files[1].1.len() / 2;
+    assert_eq!(
+        labels,
+        vec![
+            ("/kmnist/train-labels-idx1-ubyte.gz".to_owned(), None),
+            ("/kmnist/train-labels-idx1-ubyte.gz".to_owned(), Some(format!("bytes={half}-"))),
+        ],
+        "the cut download resumes where it stopped"
+    );
+    assert_eq!(requests("t10k-images-idx3-ubyte.gz")[0].1, Some(format!("bytes={}-", test_images.len() / 3)));
+    assert!(
+        std::fs::read_dir(&kmnist_dir).unwrap().all(|e| !e.unwrap().file_name().to_string_lossy().ends_with(".part"))
+    );
+
+    let test = itra_data::idx::load_dir(&kmnist_dir, Split::Test, [1, 28, 28], registry::KMNIST_CLASSES).unwrap();
+    assert_eq!(test.len(), 10);
+
+    // A second run finds everything in place and fetches nothing.
+    let before = server.log().len();
+    let again = download_spec(spec, data.path(), &quiet()).unwrap();
+    assert!(again.files.iter().all(|f| f.source == FileSource::AlreadyPresent));
+    assert_eq!(server.log().len(), before);
+}
+
+#[test]
+fn checksum_mismatch_leaves_nothing_behind() {
+    use itra_data::download::download_spec;
+    use itra_data::registry::Format;
+    use server::{Route, Server};
+
+    let good = fixtures::gzip(&itra_data::idx::encode_labels(&[1, 2, 3]));
+    let mut corrupt = good.clone();
+    corrupt[12] ^= 0x55;
+    let server = Server::start(vec![("/f.gz", Route { body: corrupt.clone(), ..Route::default() })]);
+    let spec = fixtures::spec("broken", Format::Idx, "", vec![("f.gz", &good[..], vec![server.url("/f.gz")], false)]);
+    let data = tempfile::tempdir().unwrap();
+    let err = download_spec(spec, data.path(), &quiet()).unwrap_err();
+    let path = data.path().join("broken/f.gz.part");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: md5 checksum mismatch: expected {}, got {}",
+            path.display(),
+            fixtures::md5_hex(&good),
+            fixtures::md5_hex(&corrupt)
+        )
+    );
+    assert_eq!(std::fs::read_dir(data.path().join("broken")).unwrap().count(), 0, "no .part and no file left");
+}
+
+#[test]
+fn mirror_is_tried_first_and_falls_back_to_registered_urls() {
+    use itra_data::download::{FileSource, download_spec};
+    use itra_data::registry::Format;
+    use server::{Route, Server};
+
+    let body = b"payload".to_vec();
+    let server = Server::start(vec![
+        ("/mirror/m1/a.bin", Route { body: body.clone(), ..Route::default() }),
+        ("/origin/b.bin", Route { body: body.clone(), no_ranges: true, ..Route::default() }),
+    ]);
+    let spec = fixtures::spec(
+        "m1",
+        Format::Cifar10,
+        "",
+        vec![
+            ("a.bin", &body[..], vec![server.url("/origin/a.bin")], false),
+            ("b.bin", &body[..], vec![server.url("/origin/b.bin")], false),
+        ],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let options = itra_data::DownloadOptions { mirror: Some(server.url("/mirror/")), ..quiet() };
+    let report = download_spec(spec, data.path(), &options).unwrap();
+    assert_eq!(report.files[0].source, FileSource::Downloaded { url: server.url("/mirror/m1/a.bin") });
+    assert_eq!(report.files[1].source, FileSource::Downloaded { url: server.url("/origin/b.bin") });
+    let paths: Vec<_> = server.log().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["/mirror/m1/a.bin", "/mirror/m1/b.bin", "/origin/b.bin"]);
+
+    let offline = itra_data::DownloadOptions { offline: true, ..quiet() };
+    let empty = tempfile::tempdir().unwrap();
+    let err = download_spec(spec, empty.path(), &offline).unwrap_err();
+    assert!(err.to_string().starts_with("offline: 2 files missing: "), "{err}");
+    assert_eq!(server.log().len(), 3, "offline mode sends no request");
+}
+
+#[test]
+fn archives_extract_into_the_official_layout_and_traversal_is_refused() {
+    use itra_data::download::{download_spec, extract_archive};
+    use itra_data::registry::Format;
+    use server::{Route, Server};
+
+    // A CIFAR-10-binary-shaped archive: cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin.
+    let record = itra_data::cifar::encode_record(&[7], &[9; itra_data::cifar::IMAGE_BYTES]);
+    let mut builder = tar::Builder::new(Vec::new());
+    for name in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+        "batches.meta.txt",
+    ] {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(record.len() as u64);
+        header.set_mode(0o644);
+        header.set_cksum();
+        builder.append_data(&mut header, format!("cifar-10-batches-bin/{name}"), &record[..]).unwrap();
+    }
+    let archive = fixtures::gzip(&builder.into_inner().unwrap());
+    let server = Server::start(vec![("/c.tar.gz", Route { body: archive.clone(), ..Route::default() })]);
+    let spec = fixtures::spec(
+        "cifar10",
+        Format::Cifar10,
+        "cifar-10-batches-bin",
+        vec![("cifar-10-binary.tar.gz", &archive[..], vec![server.url("/c.tar.gz")], true)],
+    );
+    let data = tempfile::tempdir().unwrap();
+    download_spec(spec, data.path(), &quiet()).unwrap();
+    let train = itra_data::load_image_dataset("cifar10", data.path(), Split::Train).unwrap();
+    assert_eq!((train.len(), train.labels[4]), (5, 7));
+
+    // Hand-written headers, since tar::Builder itself refuses these paths.
+    for (evil, kind) in [
+        ("../evil.txt", tar::EntryType::Regular),
+        ("/tmp/evil.txt", tar::EntryType::Regular),
+        ("link", tar::EntryType::Symlink),
+    ] {
+        let mut header = tar::Header::new_old();
+        header.as_old_mut().name[..evil.len()].copy_from_slice(evil.as_bytes());
+        header.set_entry_type(kind);
+        header.set_size(if kind == tar::EntryType::Regular { 4 } else { 0 });
+        if kind == tar::EntryType::Symlink {
+            header.set_link_name("../../etc/passwd").unwrap();
+        }
+        header.set_mode(0o644);
+        header.set_cksum();
+        let mut bytes = Vec::new();
+        let mut ok = tar::Builder::new(&mut bytes);
+        let mut good = tar::Header::new_gnu();
+        good.set_size(2);
+        good.set_cksum();
+        ok.append_data(&mut good, "fine.txt", &b"ok"[..]).unwrap();
+        ok.append(&header, &b"evil"[..header.size().unwrap() as usize]).unwrap();
+        ok.finish().unwrap();
+        drop(ok);
+        let target = tempfile::tempdir().unwrap();
+        let archive_path = target.path().join("evil.tar");
+        std::fs::write(&archive_path, &bytes).unwrap();
+        let out = target.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let err = extract_archive(&archive_path, &out).unwrap_err();
+        assert!(matches!(err, itra_data::DataError::UnsafeArchiveEntry { .. }), "{evil}: {err}");
+        assert!(err.to_string().contains(&format!("refusing entry {evil:?}")), "{err}");
+        assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0, "{evil}: nothing extracted, staging removed");
+        assert!(!target.path().join("evil.txt").exists());
+    }
+}
+
+#[test]
+fn debian_fmnist_counts_as_a_verified_source() {
+    use itra_data::FileState;
+    use itra_data::download::FileSource;
+
+    require_debian_fmnist();
+    let empty = tempfile::tempdir().unwrap();
+    let checks = itra_data::verify("fmnist", empty.path()).unwrap();
+    assert_eq!(checks.len(), 4);
+    assert!(checks.iter().all(|c| c.state == FileState::VerifiedLocalCopy), "{checks:?}");
+    // Offline is enough: every file is satisfied by the Debian copy, so nothing is fetched.
+    let options = itra_data::DownloadOptions { offline: true, progress: false, ..Default::default() };
+    let report = itra_data::download("fmnist", empty.path(), &options).unwrap();
+    assert!(report.files.iter().all(|f| matches!(f.source, FileSource::LocalCopy { .. })), "{report:?}");
+    let status = itra_data::list(empty.path()).into_iter().find(|s| s.id == "fmnist").unwrap();
+    assert!(status.is_ready(), "{status:?}");
 }

@@ -27,16 +27,8 @@ pub struct ArchInfo {
 ///
 /// # Errors
 /// The same as [`crate::build`] for the same arguments.
-pub fn describe(
-    arch: Arch,
-    num_classes: usize,
-    input_shape: [usize; 3],
-) -> Result<ArchInfo, ModelError> {
-    let invalid = |expected| ModelError::UnsupportedInput {
-        arch: arch.name(),
-        input_shape,
-        expected,
-    };
+pub fn describe(arch: Arch, num_classes: usize, input_shape: [usize; 3]) -> Result<ArchInfo, ModelError> {
+    let invalid = |expected| ModelError::UnsupportedInput { arch: arch.name(), input_shape, expected };
     if num_classes == 0 {
         return Err(ModelError::NoClasses { arch: arch.name() });
     }
@@ -44,11 +36,7 @@ pub fn describe(
     if channels == 0 || height == 0 || width == 0 {
         return Err(invalid("a non-empty image"));
     }
-    let input = Maps {
-        channels,
-        height,
-        width,
-    };
+    let input = Maps { channels, height, width };
     let mut tally = Tally::default();
     let feat_dim = match arch.family() {
         Family::SmallCnn => {
@@ -64,12 +52,7 @@ pub fn describe(
     if tally.collapsed {
         return Err(invalid(arch.min_input_description()));
     }
-    Ok(ArchInfo {
-        name: arch.name().to_owned(),
-        params: tally.params,
-        macs: tally.macs,
-        feat_dim,
-    })
+    Ok(ArchInfo { name: arch.name().to_owned(), params: tally.params, macs: tally.macs, feat_dim })
 }
 
 /// The shape of a batch of one image's feature maps.
@@ -88,16 +71,8 @@ impl Maps {
     /// The output of a `kernel`-sized window with `stride` and `padding`, as PyTorch's
     /// `floor((side + 2 padding - kernel) / stride) + 1`; `None` when the window does not fit.
     fn window(self, kernel: usize, stride: usize, padding: usize) -> Option<Maps> {
-        let side = |size: usize| {
-            (size + 2 * padding)
-                .checked_sub(kernel)
-                .map(|room| room / stride + 1)
-        };
-        Some(Maps {
-            channels: self.channels,
-            height: side(self.height)?,
-            width: side(self.width)?,
-        })
+        let side = |size: usize| (size + 2 * padding).checked_sub(kernel).map(|room| room / stride + 1);
+        Some(Maps { channels: self.channels, height: side(self.height)?, width: side(self.width)? })
     }
 }
 
@@ -125,10 +100,7 @@ impl Tally {
         self.params += weights + if bias { out_channels as u64 } else { 0 };
         let out = self.window(x, kernel, stride, padding);
         self.macs += weights * out.positions();
-        Maps {
-            channels: out_channels,
-            ..out
-        }
+        Maps { channels: out_channels, ..out }
     }
 
     fn batch_norm(&mut self, x: Maps) -> Maps {
@@ -144,11 +116,7 @@ impl Tally {
         x.window(kernel, stride, padding).unwrap_or_else(|| {
             self.collapsed = true;
             // Carry on with one position so the parameter count is still meaningful.
-            Maps {
-                height: 1,
-                width: 1,
-                ..x
-            }
+            Maps { height: 1, width: 1, ..x }
         })
     }
 
@@ -170,13 +138,7 @@ fn small_cnn_tally(tally: &mut Tally, x: Maps, num_classes: usize) -> usize {
     small_cnn::FEAT_DIM
 }
 
-fn resnet_tally(
-    tally: &mut Tally,
-    x: Maps,
-    depth: ResNetDepth,
-    stem: ResNetStem,
-    num_classes: usize,
-) -> usize {
+fn resnet_tally(tally: &mut Tally, x: Maps, depth: ResNetDepth, stem: ResNetStem, num_classes: usize) -> usize {
     let mut x = match stem {
         ResNetStem::ImageNet => {
             let x = tally.conv(x, 64, 7, 2, 3, 1, false);
@@ -242,30 +204,12 @@ fn vgg_tally(tally: &mut Tally, mut x: Maps, form: VggForm, num_classes: usize) 
     }
 }
 
-fn mobilenetv2_tally(
-    tally: &mut Tally,
-    x: Maps,
-    form: MobileNetV2Form,
-    num_classes: usize,
-) -> usize {
-    let x = tally.conv(
-        x,
-        mobilenetv2::STEM_CHANNELS,
-        3,
-        form.stem_stride(),
-        1,
-        1,
-        false,
-    );
+fn mobilenetv2_tally(tally: &mut Tally, x: Maps, form: MobileNetV2Form, num_classes: usize) -> usize {
+    let x = tally.conv(x, mobilenetv2::STEM_CHANNELS, 3, form.stem_stride(), 1, 1, false);
     let mut x = tally.batch_norm(x);
-    for (index, &(expand_ratio, out_channels, repeats, _)) in mobilenetv2::STAGES.iter().enumerate()
-    {
+    for (index, &(expand_ratio, out_channels, repeats, _)) in mobilenetv2::STAGES.iter().enumerate() {
         for repeat in 0..repeats {
-            let stride = if repeat == 0 {
-                form.stage_stride(index)
-            } else {
-                1
-            };
+            let stride = if repeat == 0 { form.stage_stride(index) } else { 1 };
             let hidden = x.channels * expand_ratio;
             let mut y = x;
             if expand_ratio != 1 {
@@ -333,11 +277,7 @@ mod tests {
 
     #[test]
     fn stl10_sized_inputs_keep_the_cifar_feature_width() {
-        for arch in [
-            Arch::ResNet18Cifar,
-            Arch::Vgg13Cifar,
-            Arch::MobileNetV2Cifar,
-        ] {
+        for arch in [Arch::ResNet18Cifar, Arch::Vgg13Cifar, Arch::MobileNetV2Cifar] {
             let small = describe(arch, 10, [3, 32, 32]).unwrap();
             let stl = describe(arch, 10, [3, 96, 96]).unwrap();
             assert_eq!(small.feat_dim, stl.feat_dim);

@@ -11,17 +11,11 @@ use burn::nn::Initializer;
 /// the deviation is computed here and handed to Burn as a plain normal.
 pub fn conv_kaiming_normal_fan_out(out_channels: usize, kernel_size: [usize; 2]) -> Initializer {
     let fan_out = out_channels * kernel_size[0] * kernel_size[1];
-    Initializer::Normal {
-        mean: 0.0,
-        std: (2.0 / fan_out as f64).sqrt(),
-    }
+    Initializer::Normal { mean: 0.0, std: (2.0 / fan_out as f64).sqrt() }
 }
 
 /// `nn.init.normal_(w, 0, 0.01)`, torchvision's initialiser for the linear layers of VGG and
 /// MobileNetV2 (their biases are zeroed separately, see [`crate::layers::linear`]).
 pub fn linear_normal_001() -> Initializer {
-    Initializer::Normal {
-        mean: 0.0,
-        std: 0.01,
-    }
+    Initializer::Normal { mean: 0.0, std: 0.01 }
 }

@@ -20,21 +20,12 @@ pub fn conv2d(
 ) -> Conv2d {
     let conv = Conv2dConfig::new(channels, [kernel, kernel])
         .with_stride([stride, stride])
-        .with_padding(PaddingConfig2d::Explicit(
-            padding, padding, padding, padding,
-        ))
+        .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
         .with_groups(groups)
         .with_bias(false)
         .with_initializer(conv_kaiming_normal_fan_out(channels[1], [kernel, kernel]))
         .init(device);
-    if bias {
-        Conv2d {
-            bias: Some(Initializer::Zeros.init([channels[1]], device)),
-            ..conv
-        }
-    } else {
-        conv
-    }
+    if bias { Conv2d { bias: Some(Initializer::Zeros.init([channels[1]], device)), ..conv } } else { conv }
 }
 
 /// Batch norm with PyTorch's defaults (`eps = 1e-5`, momentum 0.1, weight 1, bias 0).
@@ -46,23 +37,12 @@ pub fn batch_norm(num_features: usize, device: &Device) -> BatchNorm {
 /// weight and bias `U(-1/sqrt(d_input), 1/sqrt(d_input))` (Burn's `KaimingUniform` with gain
 /// `1/sqrt(3)` gives the same bound). `Some(init)` draws the weight from `init` and zeroes the
 /// bias, as torchvision does for VGG and MobileNetV2.
-pub fn linear(
-    d_input: usize,
-    d_output: usize,
-    weight_init: Option<Initializer>,
-    device: &Device,
-) -> Linear {
+pub fn linear(d_input: usize, d_output: usize, weight_init: Option<Initializer>, device: &Device) -> Linear {
     match weight_init {
         None => LinearConfig::new(d_input, d_output).init(device),
         Some(init) => {
-            let linear = LinearConfig::new(d_input, d_output)
-                .with_initializer(init)
-                .with_bias(false)
-                .init(device);
-            Linear {
-                bias: Some(Initializer::Zeros.init([d_output], device)),
-                ..linear
-            }
+            let linear = LinearConfig::new(d_input, d_output).with_initializer(init).with_bias(false).init(device);
+            Linear { bias: Some(Initializer::Zeros.init([d_output], device)), ..linear }
         }
     }
 }
@@ -80,11 +60,7 @@ mod tests {
     fn mean_and_std(values: &[f32]) -> (f64, f64) {
         let count = values.len() as f64;
         let mean = values.iter().map(|&v| v as f64).sum::<f64>() / count;
-        let variance = values
-            .iter()
-            .map(|&v| (v as f64 - mean).powi(2))
-            .sum::<f64>()
-            / count;
+        let variance = values.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
         (mean, variance.sqrt())
     }
 
@@ -99,10 +75,7 @@ mod tests {
         let (mean, std) = mean_and_std(&weights);
         let expected = (2.0f64 / (256.0 * 9.0)).sqrt();
         assert!(mean.abs() < 0.1 * expected, "mean {mean}");
-        assert!(
-            (std / expected - 1.0).abs() < 0.05,
-            "std {std}, expected {expected}"
-        );
+        assert!((std / expected - 1.0).abs() < 0.05, "std {std}, expected {expected}");
         assert!(conv.bias.is_none());
     }
 
@@ -115,13 +88,7 @@ mod tests {
         let weights = layer.weight.val().into_data().try_to_vec::<f32>().unwrap();
         let (_, std) = mean_and_std(&weights);
         assert!((std / 0.01 - 1.0).abs() < 0.05, "std {std}");
-        let bias = layer
-            .bias
-            .unwrap()
-            .val()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap();
+        let bias = layer.bias.unwrap().val().into_data().try_to_vec::<f32>().unwrap();
         assert!(bias.iter().all(|&b| b == 0.0));
     }
 

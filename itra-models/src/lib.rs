@@ -265,18 +265,10 @@ impl FromStr for Arch {
     type Err = ModelError;
 
     fn from_str(name: &str) -> Result<Self, Self::Err> {
-        Arch::ALL
-            .iter()
-            .copied()
-            .find(|arch| arch.name() == name)
-            .ok_or_else(|| ModelError::UnknownArch {
-                name: name.to_owned(),
-                valid: Arch::ALL
-                    .iter()
-                    .map(Arch::name)
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
+        Arch::ALL.iter().copied().find(|arch| arch.name() == name).ok_or_else(|| ModelError::UnknownArch {
+            name: name.to_owned(),
+            valid: Arch::ALL.iter().map(Arch::name).collect::<Vec<_>>().join(", "),
+        })
     }
 }
 
@@ -287,14 +279,8 @@ pub enum ModelError {
     UnknownArch { name: String, valid: String },
     #[error("{arch} needs at least one class")]
     NoClasses { arch: &'static str },
-    #[error(
-        "{arch} cannot take input of shape {input_shape:?} (channels, height, width): expected {expected}"
-    )]
-    UnsupportedInput {
-        arch: &'static str,
-        input_shape: [usize; 3],
-        expected: &'static str,
-    },
+    #[error("{arch} cannot take input of shape {input_shape:?} (channels, height, width): expected {expected}")]
+    UnsupportedInput { arch: &'static str, input_shape: [usize; 3], expected: &'static str },
     #[error(transparent)]
     Weights(#[from] weights::WeightsError),
 }
@@ -317,13 +303,9 @@ pub fn build(
     let [channels, _, _] = input_shape;
     Ok(match arch.family() {
         Family::SmallCnn => VisionModel::SmallCnn(SmallCnn::new(channels, num_classes, device)),
-        Family::ResNet(depth, stem) => {
-            VisionModel::ResNet(ResNet::new(depth, stem, channels, num_classes, device))
-        }
+        Family::ResNet(depth, stem) => VisionModel::ResNet(ResNet::new(depth, stem, channels, num_classes, device)),
         Family::Vgg(form) => VisionModel::Vgg(Vgg::vgg13_bn(form, channels, num_classes, device)),
-        Family::MobileNetV2(form) => {
-            VisionModel::MobileNetV2(MobileNetV2::new(form, channels, num_classes, device))
-        }
+        Family::MobileNetV2(form) => VisionModel::MobileNetV2(MobileNetV2::new(form, channels, num_classes, device)),
     })
 }
 
@@ -355,14 +337,8 @@ mod tests {
     fn build_rejects_inputs_the_architecture_cannot_take() {
         let device = Device::flex();
         let error = build(Arch::SmallCnn, 10, [1, 32, 32], &device).unwrap_err();
-        assert!(
-            matches!(error, ModelError::UnsupportedInput { .. }),
-            "{error}"
-        );
-        assert!(matches!(
-            build(Arch::SmallCnn, 0, [1, 28, 28], &device),
-            Err(ModelError::NoClasses { .. })
-        ));
+        assert!(matches!(error, ModelError::UnsupportedInput { .. }), "{error}");
+        assert!(matches!(build(Arch::SmallCnn, 0, [1, 28, 28], &device), Err(ModelError::NoClasses { .. })));
         assert!(build(Arch::Vgg13Cifar, 10, [3, 16, 16], &device).is_err());
         assert!(build(Arch::SmallCnn, 10, [1, 28, 28], &device).is_ok());
     }

@@ -18,15 +18,8 @@ use crate::layers::{batch_norm, conv2d, global_avg_pool, linear};
 
 /// The inverted-residual stages of the paper's Table 2: expansion `t`, output channels `c`,
 /// repeats `n`, stride of the first block `s` (ImageNet form).
-pub const STAGES: [(usize, usize, usize, usize); 7] = [
-    (1, 16, 1, 1),
-    (6, 24, 2, 2),
-    (6, 32, 3, 2),
-    (6, 64, 4, 2),
-    (6, 96, 3, 1),
-    (6, 160, 3, 2),
-    (6, 320, 1, 1),
-];
+pub const STAGES: [(usize, usize, usize, usize); 7] =
+    [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)];
 /// Output channels of the stem.
 pub const STEM_CHANNELS: usize = 32;
 /// Output channels of the last 1x1 convolution, the feature width.
@@ -68,25 +61,8 @@ impl MobileNetV2Form {
 /// (ReLU6 applied in `forward`).
 pub type ConvBnRelu6 = (Conv2d, BatchNorm);
 
-fn conv_bn_relu6(
-    channels: [usize; 2],
-    kernel: usize,
-    stride: usize,
-    groups: usize,
-    device: &Device,
-) -> ConvBnRelu6 {
-    (
-        conv2d(
-            channels,
-            kernel,
-            stride,
-            (kernel - 1) / 2,
-            groups,
-            false,
-            device,
-        ),
-        batch_norm(channels[1], device),
-    )
+fn conv_bn_relu6(channels: [usize; 2], kernel: usize, stride: usize, groups: usize, device: &Device) -> ConvBnRelu6 {
+    (conv2d(channels, kernel, stride, (kernel - 1) / 2, groups, false, device), batch_norm(channels[1], device))
 }
 
 fn forward_conv_bn_relu6((conv, bn): &ConvBnRelu6, x: Tensor<4>) -> Tensor<4> {
@@ -115,48 +91,16 @@ pub struct InvertedResidual {
 }
 
 impl InvertedResidual {
-    fn new(
-        in_channels: usize,
-        out_channels: usize,
-        stride: usize,
-        expand_ratio: usize,
-        device: &Device,
-    ) -> Self {
+    fn new(in_channels: usize, out_channels: usize, stride: usize, expand_ratio: usize, device: &Device) -> Self {
         let hidden = in_channels * expand_ratio;
         let mut conv = Vec::new();
         if expand_ratio != 1 {
-            conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6(
-                [in_channels, hidden],
-                1,
-                1,
-                1,
-                device,
-            )));
+            conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6([in_channels, hidden], 1, 1, 1, device)));
         }
-        conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6(
-            [hidden, hidden],
-            3,
-            stride,
-            hidden,
-            device,
-        )));
-        conv.push(InvertedResidualLayer::Conv(conv2d(
-            [hidden, out_channels],
-            1,
-            1,
-            0,
-            1,
-            false,
-            device,
-        )));
-        conv.push(InvertedResidualLayer::Norm(batch_norm(
-            out_channels,
-            device,
-        )));
-        Self {
-            conv,
-            use_res_connect: stride == 1 && in_channels == out_channels,
-        }
+        conv.push(InvertedResidualLayer::ConvBnRelu6(conv_bn_relu6([hidden, hidden], 3, stride, hidden, device)));
+        conv.push(InvertedResidualLayer::Conv(conv2d([hidden, out_channels], 1, 1, 0, 1, false, device)));
+        conv.push(InvertedResidualLayer::Norm(batch_norm(out_channels, device)));
+        Self { conv, use_res_connect: stride == 1 && in_channels == out_channels }
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
@@ -196,12 +140,7 @@ pub struct MobileNetV2 {
 impl MobileNetV2 {
     /// A fresh network with torchvision's initialisation: Kaiming-normal fan-out convolutions,
     /// batch norm 1/0, linear `N(0, 0.01)` with zero bias.
-    pub fn new(
-        form: MobileNetV2Form,
-        in_channels: usize,
-        num_classes: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(form: MobileNetV2Form, in_channels: usize, num_classes: usize, device: &Device) -> Self {
         let mut features = vec![MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6(
             [in_channels, STEM_CHANNELS],
             3,
@@ -212,11 +151,7 @@ impl MobileNetV2 {
         let mut channels = STEM_CHANNELS;
         for (index, &(expand_ratio, out_channels, repeats, _)) in STAGES.iter().enumerate() {
             for repeat in 0..repeats {
-                let stride = if repeat == 0 {
-                    form.stage_stride(index)
-                } else {
-                    1
-                };
+                let stride = if repeat == 0 { form.stage_stride(index) } else { 1 };
                 features.push(MobileNetV2Layer::Block(InvertedResidual::new(
                     channels,
                     out_channels,
@@ -227,13 +162,7 @@ impl MobileNetV2 {
                 channels = out_channels;
             }
         }
-        features.push(MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6(
-            [channels, FEAT_DIM],
-            1,
-            1,
-            1,
-            device,
-        )));
+        features.push(MobileNetV2Layer::ConvBnRelu6(conv_bn_relu6([channels, FEAT_DIM], 1, 1, 1, device)));
         Self {
             features,
             classifier: (

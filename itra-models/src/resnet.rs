@@ -97,12 +97,8 @@ pub enum ResidualBlock {
 }
 
 fn downsample(channels: [usize; 2], stride: usize, device: &Device) -> Option<Downsample> {
-    (stride != 1 || channels[0] != channels[1]).then(|| {
-        (
-            conv2d(channels, 1, stride, 0, 1, false, device),
-            batch_norm(channels[1], device),
-        )
-    })
+    (stride != 1 || channels[0] != channels[1])
+        .then(|| (conv2d(channels, 1, stride, 0, 1, false, device), batch_norm(channels[1], device)))
 }
 
 fn shortcut(downsample: &Option<Downsample>, x: Tensor<4>) -> Tensor<4> {
@@ -186,13 +182,7 @@ impl ResNet {
     /// A fresh network with torchvision's initialisation: Kaiming-normal (fan-out, ReLU gain)
     /// convolutions, batch norm 1/0, and PyTorch's default `fc` (`U(±1/sqrt(fan_in))`). As
     /// torchvision's default `zero_init_residual=False`, the last BN of each block starts at 1.
-    pub fn new(
-        depth: ResNetDepth,
-        stem: ResNetStem,
-        in_channels: usize,
-        num_classes: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn new(depth: ResNetDepth, stem: ResNetStem, in_channels: usize, num_classes: usize, device: &Device) -> Self {
         let (conv1, maxpool) = match stem {
             ResNetStem::ImageNet => (
                 conv2d([in_channels, 64], 7, 2, 3, 1, false, device),
@@ -211,19 +201,9 @@ impl ResNet {
                 .map(|index| {
                     let block_stride = if index == 0 { stride } else { 1 };
                     let block = if depth.bottleneck() {
-                        ResidualBlock::Bottleneck(Bottleneck::new(
-                            in_planes,
-                            planes,
-                            block_stride,
-                            device,
-                        ))
+                        ResidualBlock::Bottleneck(Bottleneck::new(in_planes, planes, block_stride, device))
                     } else {
-                        ResidualBlock::Basic(BasicBlock::new(
-                            in_planes,
-                            planes,
-                            block_stride,
-                            device,
-                        ))
+                        ResidualBlock::Basic(BasicBlock::new(in_planes, planes, block_stride, device))
                     };
                     in_planes = planes * depth.expansion();
                     block
@@ -254,13 +234,7 @@ impl FeatureModel for ResNet {
         if let Some(maxpool) = &self.maxpool {
             x = maxpool.forward(x);
         }
-        for block in self
-            .layer1
-            .iter()
-            .chain(&self.layer2)
-            .chain(&self.layer3)
-            .chain(&self.layer4)
-        {
+        for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
             x = block.forward(x);
         }
         global_avg_pool(x)
@@ -288,22 +262,10 @@ mod tests {
     fn imagenet_counts_equal_torchvision() {
         // Reference: `sum(p.numel() for p in torchvision.models.resnetN().parameters())`,
         // also the "Params" column of torchvision's model table.
-        assert_eq!(
-            count(ResNetDepth::R18, ResNetStem::ImageNet, 1000),
-            11_689_512
-        );
-        assert_eq!(
-            count(ResNetDepth::R34, ResNetStem::ImageNet, 1000),
-            21_797_672
-        );
-        assert_eq!(
-            count(ResNetDepth::R50, ResNetStem::ImageNet, 1000),
-            25_557_032
-        );
-        assert_eq!(
-            count(ResNetDepth::R101, ResNetStem::ImageNet, 1000),
-            44_549_160
-        );
+        assert_eq!(count(ResNetDepth::R18, ResNetStem::ImageNet, 1000), 11_689_512);
+        assert_eq!(count(ResNetDepth::R34, ResNetStem::ImageNet, 1000), 21_797_672);
+        assert_eq!(count(ResNetDepth::R50, ResNetStem::ImageNet, 1000), 25_557_032);
+        assert_eq!(count(ResNetDepth::R101, ResNetStem::ImageNet, 1000), 44_549_160);
     }
 
     #[test]

@@ -57,12 +57,8 @@ impl SmallCnn {
 
 impl FeatureModel for SmallCnn {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self
-            .pool
-            .forward(relu(self.bn1.forward(self.conv1.forward(images))));
-        let x = self
-            .pool
-            .forward(relu(self.bn2.forward(self.conv2.forward(x))));
+        let x = self.pool.forward(relu(self.bn1.forward(self.conv1.forward(images))));
+        let x = self.pool.forward(relu(self.bn2.forward(self.conv2.forward(x))));
         relu(self.fc1.forward(x.flatten::<2>(1, 3)))
     }
 
@@ -86,10 +82,7 @@ mod tests {
         let model = SmallCnn::new(1, 10, &Device::flex());
         // conv1 32*1*3*3 = 288, bn1 2*32 = 64, conv2 64*32*3*3 = 18_432, bn2 2*64 = 128,
         // fc1 3136*256 + 256 = 803_072, fc2 256*10 + 10 = 2_570.
-        assert_eq!(
-            trainable_params(&model),
-            288 + 64 + 18_432 + 128 + 803_072 + 2_570
-        );
+        assert_eq!(trainable_params(&model), 288 + 64 + 18_432 + 128 + 803_072 + 2_570);
         assert_eq!(trainable_params(&model), 824_554);
     }
 

@@ -33,10 +33,7 @@ impl ModuleVisitor for TrainableCounter {
     }
 
     fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let is_buffer = self
-            .path
-            .last()
-            .is_some_and(|name| RUNNING_STAT_NAMES.contains(&name.as_str()));
+        let is_buffer = self.path.last().is_some_and(|name| RUNNING_STAT_NAMES.contains(&name.as_str()));
         if !is_buffer {
             self.total += param.lazy_shape().num_elements();
         }

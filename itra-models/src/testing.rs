@@ -16,10 +16,7 @@ pub fn assert_trains<M: Module + FeatureModel>(
     num_classes: usize,
     device: &Device,
 ) -> [usize; 2] {
-    assert!(
-        device.is_autodiff(),
-        "gradient checks need an autodiff device"
-    );
+    assert!(device.is_autodiff(), "gradient checks need an autodiff device");
     let batch = input_shape[0];
     let images = Tensor::<4>::random(input_shape, Distribution::Normal(0.0, 1.0), device);
     let features = model.forward_features(images);
@@ -29,36 +26,17 @@ pub fn assert_trains<M: Module + FeatureModel>(
     assert_eq!(logits.dims(), [batch, num_classes]);
     let labels: Vec<i64> = (0..batch).map(|i| (i % num_classes) as i64).collect();
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), device);
-    let loss = CrossEntropyLossConfig::new()
-        .init(device)
-        .forward(logits, targets);
+    let loss = CrossEntropyLossConfig::new().init(device).forward(logits, targets);
     let loss_value: f32 = loss.clone().into_scalar();
     assert!(loss_value.is_finite(), "loss is {loss_value}");
 
     let grads = loss.backward();
-    let mut checker = GradientChecker {
-        grads: &grads,
-        path: Vec::new(),
-        checked: 0,
-        missing: Vec::new(),
-        not_finite: Vec::new(),
-    };
+    let mut checker =
+        GradientChecker { grads: &grads, path: Vec::new(), checked: 0, missing: Vec::new(), not_finite: Vec::new() };
     model.visit(&mut checker);
-    assert!(
-        checker.missing.is_empty(),
-        "no gradient for {:?}",
-        checker.missing
-    );
-    assert!(
-        checker.not_finite.is_empty(),
-        "non-finite gradient for {:?}",
-        checker.not_finite
-    );
-    assert_eq!(
-        checker.checked,
-        trainable_params(model),
-        "every trainable scalar is checked"
-    );
+    assert!(checker.missing.is_empty(), "no gradient for {:?}", checker.missing);
+    assert!(checker.not_finite.is_empty(), "non-finite gradient for {:?}", checker.not_finite);
+    assert_eq!(checker.checked, trainable_params(model), "every trainable scalar is checked");
     features_shape
 }
 

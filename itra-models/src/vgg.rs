@@ -114,33 +114,18 @@ impl Vgg {
     /// convolutions with zero bias, batch norm 1/0, linear layers `N(0, 0.01)` with zero bias.
     /// kuangliu's CIFAR code keeps PyTorch's default initialisation instead; torchvision's is used
     /// for both forms so that they differ only in shape.
-    pub fn vgg13_bn(
-        form: VggForm,
-        in_channels: usize,
-        num_classes: usize,
-        device: &Device,
-    ) -> Self {
+    pub fn vgg13_bn(form: VggForm, in_channels: usize, num_classes: usize, device: &Device) -> Self {
         let mut features = Vec::new();
         let mut channels = in_channels;
         for entry in VGG13_LAYOUT {
             match entry {
                 Some(out_channels) => {
-                    features.push(VggLayer::Conv(conv2d(
-                        [channels, out_channels],
-                        3,
-                        1,
-                        1,
-                        1,
-                        true,
-                        device,
-                    )));
+                    features.push(VggLayer::Conv(conv2d([channels, out_channels], 3, 1, 1, 1, true, device)));
                     features.push(VggLayer::Norm(batch_norm(out_channels, device)));
                     features.push(VggLayer::Relu(Relu::new()));
                     channels = out_channels;
                 }
-                None => features.push(VggLayer::MaxPool(
-                    MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-                )),
+                None => features.push(VggLayer::MaxPool(MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init())),
             }
         }
         let dense = |d_input, d_output| {
@@ -150,10 +135,7 @@ impl Vgg {
             VggForm::ImageNet => (
                 Some(AdaptiveAvgPool2dConfig::new([IMAGENET_POOL_SIDE, IMAGENET_POOL_SIDE]).init()),
                 vec![
-                    dense(
-                        channels * IMAGENET_POOL_SIDE * IMAGENET_POOL_SIDE,
-                        IMAGENET_HIDDEN,
-                    ),
+                    dense(channels * IMAGENET_POOL_SIDE * IMAGENET_POOL_SIDE, IMAGENET_HIDDEN),
                     VggClassifierLayer::Relu(Relu::new()),
                     VggClassifierLayer::Dropout(DropoutConfig::new(0.5).init()),
                     dense(IMAGENET_HIDDEN, IMAGENET_HIDDEN),
@@ -164,11 +146,7 @@ impl Vgg {
             ),
             VggForm::Cifar => (None, vec![dense(channels, num_classes)]),
         };
-        Self {
-            features,
-            avgpool,
-            classifier,
-        }
+        Self { features, avgpool, classifier }
     }
 
     fn head(&self) -> &Linear {
@@ -181,10 +159,7 @@ impl Vgg {
 
 impl FeatureModel for Vgg {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let maps = self
-            .features
-            .iter()
-            .fold(images, |x, layer| layer.forward(x));
+        let maps = self.features.iter().fold(images, |x, layer| layer.forward(x));
         match &self.avgpool {
             Some(avgpool) => {
                 let pooled = avgpool.forward(maps).flatten::<2>(1, 3);
@@ -223,8 +198,7 @@ mod tests {
         // 128*128*9+128 = 147,584; 128*256*9+256 = 295,168; 256*256*9+256 = 590,080;
         // 256*512*9+512 = 1,180,160; three of 512*512*9+512 = 2,359,808 -> 9,404,992.
         // Batch norm 2*(64+64+128+128+256+256+512+512+512+512) = 5,888. Linear 512*10+10 = 5,130.
-        let convolutions =
-            1_792 + 36_928 + 73_856 + 147_584 + 295_168 + 590_080 + 1_180_160 + 3 * 2_359_808;
+        let convolutions = 1_792 + 36_928 + 73_856 + 147_584 + 295_168 + 590_080 + 1_180_160 + 3 * 2_359_808;
         assert_eq!(convolutions, 9_404_992);
         let model = Vgg::vgg13_bn(VggForm::Cifar, 3, 10, &Device::flex());
         assert_eq!(trainable_params(&model), convolutions + 5_888 + 5_130);

@@ -50,14 +50,9 @@ fn resnet18_cifar_loss_falls_under_sgd() {
     let mut model = build(Arch::ResNet18Cifar, num_classes, [3, 32, 32], &device).unwrap();
     // Two classes separated by the sign of the mean intensity: learnable in a few steps.
     let labels: Vec<i64> = (0..batch).map(|i| (i % 2) as i64).collect();
-    let signs: Vec<f32> = labels
-        .iter()
-        .map(|&label| if label == 1 { 1.0 } else { -1.0 })
-        .collect();
-    let shift =
-        Tensor::<1>::from_data(TensorData::new(signs, [batch]), &device).reshape([batch, 1, 1, 1]);
-    let images =
-        Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device) + shift;
+    let signs: Vec<f32> = labels.iter().map(|&label| if label == 1 { 1.0 } else { -1.0 }).collect();
+    let shift = Tensor::<1>::from_data(TensorData::new(signs, [batch]), &device).reshape([batch, 1, 1, 1]);
+    let images = Tensor::<4>::random([batch, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device) + shift;
     let targets = Tensor::<1, Int>::from_data(TensorData::new(labels, [batch]), &device);
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut optimizer = SgdConfig::new().init();
@@ -70,23 +65,14 @@ fn resnet18_cifar_loss_falls_under_sgd() {
         model = optimizer.step(0.01, model, grads);
     }
     assert!(losses.iter().all(|loss| loss.is_finite()), "{losses:?}");
-    assert!(
-        losses[losses.len() - 1] < 0.5 * losses[0],
-        "loss did not fall: {losses:?}"
-    );
+    assert!(losses[losses.len() - 1] < 0.5 * losses[0], "loss did not fall: {losses:?}");
 }
 
 #[test]
 fn valid_copy_is_deterministic_and_matches_head_of_features() {
     let device = Device::flex().autodiff();
-    let model = build(Arch::MobileNetV2Cifar, 4, [3, 16, 16], &device)
-        .unwrap()
-        .valid();
-    let images = Tensor::<4>::random(
-        [2, 3, 16, 16],
-        Distribution::Normal(0.0, 1.0),
-        &device.clone().inner(),
-    );
+    let model = build(Arch::MobileNetV2Cifar, 4, [3, 16, 16], &device).unwrap().valid();
+    let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device.clone().inner());
     let logits = model.forward(images.clone());
     let again = model.forward_head(model.forward_features(images));
     logits.into_data().assert_eq(&again.into_data(), true);
@@ -94,9 +80,7 @@ fn valid_copy_is_deterministic_and_matches_head_of_features() {
 
 mod torchvision_weights {
     use super::*;
-    use itra_models::weights::{
-        WeightsError, load_torchvision_safetensors, save_torchvision_safetensors,
-    };
+    use itra_models::weights::{WeightsError, load_torchvision_safetensors, save_torchvision_safetensors};
     use safetensors::{Dtype, SafeTensors, tensor::TensorView};
     use std::path::Path;
 
@@ -116,22 +100,12 @@ mod torchvision_weights {
         let mut entries: Vec<_> = file
             .tensors()
             .into_iter()
-            .map(|(name, view)| {
-                (
-                    name,
-                    view.dtype(),
-                    view.shape().to_vec(),
-                    view.data().to_vec(),
-                )
-            })
+            .map(|(name, view)| (name, view.dtype(), view.shape().to_vec(), view.data().to_vec()))
             .collect();
         edit(&mut entries);
-        let views = entries.iter().map(|(name, dtype, shape, data)| {
-            (
-                name.clone(),
-                TensorView::new(*dtype, shape.clone(), data).unwrap(),
-            )
-        });
+        let views = entries
+            .iter()
+            .map(|(name, dtype, shape, data)| (name.clone(), TensorView::new(*dtype, shape.clone(), data).unwrap()));
         std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
     }
 
@@ -162,9 +136,9 @@ mod torchvision_weights {
         ] {
             assert!(names.contains(&name), "{name} not in {names:?}");
         }
-        assert!(names.iter().all(|name| !name.contains("gamma")
-            && !name.contains("ResNet")
-            && !name.contains("Basic")));
+        assert!(
+            names.iter().all(|name| !name.contains("gamma") && !name.contains("ResNet") && !name.contains("Basic"))
+        );
         // PyTorch's layout: [out_features, in_features].
         assert_eq!(file.tensor("fc.weight").unwrap().shape(), [3, 512]);
         // ResNet-18: 20 convolutions, 20 batch norms (4 tensors each) and fc (2 tensors).
@@ -173,12 +147,7 @@ mod torchvision_weights {
 
         // torchvision's state_dict also holds `num_batches_tracked`; loading must skip it.
         rewrite(&path, |entries| {
-            entries.push((
-                "bn1.num_batches_tracked".into(),
-                Dtype::I64,
-                vec![],
-                7i64.to_le_bytes().to_vec(),
-            ));
+            entries.push(("bn1.num_batches_tracked".into(), Dtype::I64, vec![], 7i64.to_le_bytes().to_vec()));
         });
         let mut loaded = build(Arch::ResNet18Cifar, 3, [3, 32, 32], &device).unwrap();
         load_torchvision_safetensors(&mut loaded, &path).unwrap();
@@ -186,10 +155,7 @@ mod torchvision_weights {
 
         let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
         let expected = original.forward(images.clone()).into_data();
-        loaded
-            .forward(images)
-            .into_data()
-            .assert_eq(&expected, true);
+        loaded.forward(images).into_data().assert_eq(&expected, true);
     }
 
     #[test]
@@ -200,12 +166,7 @@ mod torchvision_weights {
         for (arch, expected_names) in [
             (
                 Arch::Vgg13Cifar,
-                [
-                    "features.0.weight",
-                    "features.1.running_mean",
-                    "features.7.bias",
-                    "classifier.0.weight",
-                ],
+                ["features.0.weight", "features.1.running_mean", "features.7.bias", "classifier.0.weight"],
             ),
             (
                 Arch::MobileNetV2Cifar,
@@ -221,28 +182,16 @@ mod torchvision_weights {
             let original = trained_statistics(arch, &autodiff);
             save_torchvision_safetensors(&original, &path).unwrap();
             let bytes = std::fs::read(&path).unwrap();
-            let names: Vec<String> = SafeTensors::deserialize(&bytes)
-                .unwrap()
-                .names()
-                .into_iter()
-                .map(String::from)
-                .collect();
+            let names: Vec<String> =
+                SafeTensors::deserialize(&bytes).unwrap().names().into_iter().map(String::from).collect();
             for name in expected_names {
-                assert!(
-                    names.iter().any(|present| present == name),
-                    "{arch}: {name} not in {names:?}"
-                );
+                assert!(names.iter().any(|present| present == name), "{arch}: {name} not in {names:?}");
             }
             let mut loaded = build(arch, 3, [3, 32, 32], &device).unwrap();
             load_torchvision_safetensors(&mut loaded, &path).unwrap();
-            let images =
-                Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
+            let images = Tensor::<4>::random([2, 3, 32, 32], Distribution::Normal(0.0, 1.0), &device);
             let expected = original.forward(images.clone()).into_data();
-            loaded
-                .valid()
-                .forward(images)
-                .into_data()
-                .assert_eq(&expected, true);
+            loaded.valid().forward(images).into_data().assert_eq(&expected, true);
         }
     }
 
@@ -255,24 +204,13 @@ mod torchvision_weights {
         save_torchvision_safetensors(&model, &path).unwrap();
         rewrite(&path, |entries| {
             entries.retain(|(name, ..)| name != "classifier.1.bias");
-            entries.push((
-                "classifier.2.weight".into(),
-                Dtype::F32,
-                vec![1],
-                0f32.to_le_bytes().to_vec(),
-            ));
+            entries.push(("classifier.2.weight".into(), Dtype::F32, vec![1], 0f32.to_le_bytes().to_vec()));
         });
         let mut target = build(Arch::MobileNetV2Cifar, 3, [3, 32, 32], &device).unwrap();
         match load_torchvision_safetensors(&mut target, &path) {
-            Err(WeightsError::Mismatch {
-                missing,
-                unexpected,
-                ..
-            }) => {
+            Err(WeightsError::Mismatch { missing, unexpected, .. }) => {
                 assert!(
-                    missing
-                        .iter()
-                        .any(|name| name.contains("classifier") && name.ends_with("bias")),
+                    missing.iter().any(|name| name.contains("classifier") && name.ends_with("bias")),
                     "{missing:?}"
                 );
                 assert_eq!(unexpected, ["classifier.2.weight"]);

@@ -41,10 +41,34 @@ pub struct DataConfig {
     pub test_limit: Option<usize>,
 }
 
-/// The architecture.
+/// The network: a registered vision architecture or a pretrained text encoder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ModelConfig {
-    pub arch: Arch,
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelConfig {
+    /// An architecture of `itra-models`' vision registry, trained from scratch.
+    Vision { arch: Arch },
+    /// A pretrained Hugging Face encoder (`minilm`, `bert-base`, `distilbert`, `xlnet`, or a
+    /// checkpoint directory), fine-tuned with its sequence-classification head.
+    Text {
+        encoder: String,
+        /// Sequences are truncated to this many tokens; batches are padded to their longest.
+        max_len: usize,
+    },
+}
+
+impl ModelConfig {
+    /// The name used in run directories and tables.
+    pub fn name(&self) -> String {
+        match self {
+            ModelConfig::Vision { arch } => arch.name().to_owned(),
+            ModelConfig::Text { encoder, .. } => {
+                let base = std::path::Path::new(encoder)
+                    .file_name()
+                    .map_or(encoder.as_str(), |n| n.to_str().unwrap_or(encoder));
+                base.to_owned()
+            }
+        }
+    }
 }
 
 /// The training objective (see `itra_core::ItraObjectiveConfig`).
@@ -129,11 +153,12 @@ impl ExperimentConfig {
 
     /// A short human-readable name: `fmnist-small-cnn-itra-c-l0.6-s1`.
     pub fn slug(&self) -> String {
-        let lambda = if self.loss.method == Method::Baseline { String::new() } else { format!("-l{}", self.loss.lambda) };
+        let lambda =
+            if self.loss.method == Method::Baseline { String::new() } else { format!("-l{}", self.loss.lambda) };
         format!(
             "{}-{}-{}{}-s{}",
             self.data.dataset.replace([':', '/'], "_"),
-            self.model.arch.name(),
+            self.model.name(),
             self.loss.method,
             lambda,
             self.seed
@@ -153,7 +178,7 @@ mod tests {
     fn config() -> ExperimentConfig {
         ExperimentConfig {
             data: DataConfig { dataset: "fmnist".into(), train_limit: None, test_limit: None },
-            model: ModelConfig { arch: Arch::SmallCnn },
+            model: ModelConfig::Vision { arch: Arch::SmallCnn },
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
             schedule: Schedule::Constant,

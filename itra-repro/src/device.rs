@@ -85,9 +85,8 @@ impl FromStr for DeviceSpec {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let index = |rest: &str| {
-            rest.parse::<usize>().map_err(|_| format!("device `{s}`: `{rest}` is not a GPU index"))
-        };
+        let index =
+            |rest: &str| rest.parse::<usize>().map_err(|_| format!("device `{s}`: `{rest}` is not a GPU index"));
         match s {
             "cpu" => Ok(DeviceSpec::Cpu),
             "cuda" => Ok(DeviceSpec::Cuda(0)),

@@ -37,9 +37,13 @@ struct TrainArgs {
     /// Dataset id (fmnist, kmnist, cifar10, ...).
     #[arg(long, default_value = "fmnist")]
     dataset: String,
-    /// Architecture (see `itra-models`' registry).
+    /// Architecture (see `itra models`) or text encoder (minilm, bert-base, distilbert, xlnet,
+    /// or a checkpoint directory).
     #[arg(long, default_value = "small-cnn")]
-    model: Arch,
+    model: String,
+    /// Text encoders: truncate sequences to this many tokens.
+    #[arg(long, default_value_t = 128)]
+    max_len: usize,
     /// baseline, lsr, center, itra or itra-c.
     #[arg(long, default_value = "baseline")]
     method: Method,
@@ -110,7 +114,10 @@ impl TrainArgs {
                 train_limit: self.train_limit,
                 test_limit: self.test_limit,
             },
-            model: ModelConfig { arch: self.model },
+            model: match self.model.parse::<Arch>() {
+                Ok(arch) => ModelConfig::Vision { arch },
+                Err(_) => ModelConfig::Text { encoder: self.model.clone(), max_len: self.max_len },
+            },
             loss: LossConfig {
                 method: self.method,
                 lambda: self.lambda,

@@ -80,18 +80,14 @@ impl fmt::Display for PaperError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PaperError::UnknownTable(n) => {
-                write!(
-                    f,
-                    "the paper has no table {n} (embedded tables: 1, 2, 3, 4)"
-                )
+                write!(f, "the paper has no table {n} (embedded tables: 1, 2, 3, 4)")
             }
             PaperError::Csv { table, source } => {
                 write!(f, "paper/table{table}.csv does not parse: {source}")
             }
-            PaperError::WrongTable { table, row, found } => write!(
-                f,
-                "paper/table{table}.csv: data row {row} has table = {found}, expected {table}"
-            ),
+            PaperError::WrongTable { table, row, found } => {
+                write!(f, "paper/table{table}.csv: data row {row} has table = {found}, expected {table}")
+            }
         }
     }
 }
@@ -119,19 +115,12 @@ pub fn csv_text(n: u8) -> Option<&'static str> {
 /// All rows of the paper's table `n` (1..=4), in the order of the CSV file.
 pub fn table(n: u8) -> Result<Vec<PaperRow>, PaperError> {
     let text = csv_text(n).ok_or(PaperError::UnknownTable(n))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_reader(text.as_bytes());
     let mut rows = Vec::new();
     for (i, record) in reader.deserialize::<PaperRow>().enumerate() {
         let row = record.map_err(|source| PaperError::Csv { table: n, source })?;
         if row.table != n {
-            return Err(PaperError::WrongTable {
-                table: n,
-                row: i,
-                found: row.table,
-            });
+            return Err(PaperError::WrongTable { table: n, row: i, found: row.table });
         }
         rows.push(row);
     }
@@ -154,13 +143,7 @@ pub fn all() -> Result<Vec<PaperRow>, PaperError> {
 /// (this is every row of Tables 1, 2 and 4, and the `baseline`/`center` rows of Table 3);
 /// Table 3's `itra-c` rows exist for three batch sizes each, so they need `Some(b)`.
 /// Returns `None` for an unknown table or key, or an ambiguous match.
-pub fn lookup(
-    table: u8,
-    dataset: &str,
-    model: &str,
-    method: &str,
-    batch_size: Option<u32>,
-) -> Option<PaperRow> {
+pub fn lookup(table: u8, dataset: &str, model: &str, method: &str, batch_size: Option<u32>) -> Option<PaperRow> {
     let rows = self::table(table).ok()?;
     let mut hits = rows.into_iter().filter(|r| {
         r.dataset == dataset
@@ -300,41 +283,23 @@ mod tests {
     fn lookup_finds_printed_cells() {
         // Table 1, KMNIST, ITRA: lambda 0.8, 95.79, 0.170.
         let r = lookup(1, "kmnist", "small-cnn", "itra-c", None).unwrap();
-        assert_eq!(
-            (r.lambda, r.accuracy, r.ce),
-            (Some(0.8), Some(95.79), Some(0.170))
-        );
+        assert_eq!((r.lambda, r.accuracy, r.ce), (Some(0.8), Some(95.79), Some(0.170)));
         // Table 2, MobileV2 / CIFAR10 / ITRA: lambda 1.0, 89.37, 0.43.
         let r = lookup(2, "cifar10", "mobilenetv2", "itra-c", None).unwrap();
-        assert_eq!(
-            (r.lambda, r.accuracy, r.ce),
-            (Some(1.0), Some(89.37), Some(0.43))
-        );
+        assert_eq!((r.lambda, r.accuracy, r.ce), (Some(1.0), Some(89.37), Some(0.43)));
         // Table 2, VGG13 / STL10 / LSR (epsilon 0.1): 74.50, 1.51.
         let r = lookup(2, "stl10", "vgg13", "lsr", None).unwrap();
-        assert_eq!(
-            (r.lambda, r.accuracy, r.ce),
-            (Some(0.1), Some(74.50), Some(1.51))
-        );
+        assert_eq!((r.lambda, r.accuracy, r.ce), (Some(0.1), Some(74.50), Some(1.51)));
         // Table 3: ITRA rows need the batch size; baseline is unique without it.
         assert!(lookup(3, "cifar100", "resnet101", "itra-c", None).is_none());
         let r = lookup(3, "cifar100", "resnet101", "itra-c", Some(100)).unwrap();
-        assert_eq!(
-            (r.lambda, r.accuracy, r.ce),
-            (Some(0.6), Some(77.35), Some(1.01))
-        );
+        assert_eq!((r.lambda, r.accuracy, r.ce), (Some(0.6), Some(77.35), Some(1.01)));
         let r = lookup(3, "imagenet", "resnet18", "baseline", None).unwrap();
-        assert_eq!(
-            (r.batch_size, r.accuracy, r.ce),
-            (Some(256), Some(50.01), Some(2.24))
-        );
+        assert_eq!((r.batch_size, r.accuracy, r.ce), (Some(256), Some(50.01), Some(2.24)));
         assert!(lookup(3, "imagenet", "resnet18", "baseline", Some(64)).is_none());
         // Table 4, XLNet / Yelp Full / ITRA: lambda 1.0, 63.32, 1.08.
         let r = lookup(4, "yelp_full", "xlnet", "itra-c", None).unwrap();
-        assert_eq!(
-            (r.lambda, r.accuracy, r.ce),
-            (Some(1.0), Some(63.32), Some(1.08))
-        );
+        assert_eq!((r.lambda, r.accuracy, r.ce), (Some(1.0), Some(63.32), Some(1.08)));
         // No LSR in Table 4, no plain `itra` anywhere.
         assert!(lookup(4, "ag_news", "bert-base", "lsr", None).is_none());
         assert!(lookup(2, "cifar10", "resnet18", "itra", None).is_none());
@@ -355,64 +320,40 @@ mod tests {
         // "for the relatively more challenging ... STL10 data set, ITRA outperforms the baseline
         // with a significant margin, i.e., Resnet 1.9%, VGG13 1.4% and MobilenetV2 2.9%."
         for (model, claim) in [("resnet18", 1.9), ("vgg13", 1.4), ("mobilenetv2", 2.9)] {
-            let gain =
-                acc(2, "stl10", model, "itra-c", None) - acc(2, "stl10", model, "baseline", None);
+            let gain = acc(2, "stl10", model, "itra-c", None) - acc(2, "stl10", model, "baseline", None);
             assert!((gain - claim).abs() < 0.05, "{model}: {gain} vs {claim}");
         }
         // "for Bert-base, DistillBert, XLNet models, ITRA achieves an average accuracy improvement
         // of 1.3%, 0.3%, 0.5%, respectively, and an average CE value improvement of 22.4%, 16.1%,
         // and 15.6%" (relative improvements, averaged over the four datasets).
         let datasets = ["ag_news", "amazon_full", "yahoo_answers", "yelp_full"];
-        for (model, acc_claim, ce_claim) in [
-            ("bert-base", 1.3, 22.4),
-            ("distilbert", 0.3, 16.1),
-            ("xlnet", 0.5, 15.6),
-        ] {
+        for (model, acc_claim, ce_claim) in [("bert-base", 1.3, 22.4), ("distilbert", 0.3, 16.1), ("xlnet", 0.5, 15.6)]
+        {
             let mut acc_gain = 0.0;
             let mut ce_gain = 0.0;
             for d in datasets {
-                let (ab, ai) = (
-                    acc(4, d, model, "baseline", None),
-                    acc(4, d, model, "itra-c", None),
-                );
+                let (ab, ai) = (acc(4, d, model, "baseline", None), acc(4, d, model, "itra-c", None));
                 let (cb, ci) = (ce(4, d, model, "baseline"), ce(4, d, model, "itra-c"));
                 acc_gain += 100.0 * (ai - ab) / ab / 4.0;
                 ce_gain += 100.0 * (cb - ci) / cb / 4.0;
             }
-            assert!(
-                (acc_gain - acc_claim).abs() < 0.05,
-                "{model}: {acc_gain} vs {acc_claim}"
-            );
-            assert!(
-                (ce_gain - ce_claim).abs() < 0.05,
-                "{model}: {ce_gain} vs {ce_claim}"
-            );
+            assert!((acc_gain - acc_claim).abs() < 0.05, "{model}: {acc_gain} vs {acc_claim}");
+            assert!((ce_gain - ce_claim).abs() < 0.05, "{model}: {ce_gain} vs {ce_claim}");
         }
         // "Table 3 illustrates that ITRA achieves a better performance even with 1/4 batch size
         // compared to the baseline".
         assert!(
-            acc(3, "cifar100", "resnet101", "itra-c", Some(50))
-                > acc(3, "cifar100", "resnet101", "baseline", None)
+            acc(3, "cifar100", "resnet101", "itra-c", Some(50)) > acc(3, "cifar100", "resnet101", "baseline", None)
         );
-        assert!(
-            acc(3, "imagenet", "resnet18", "itra-c", Some(64))
-                > acc(3, "imagenet", "resnet18", "baseline", None)
-        );
+        assert!(acc(3, "imagenet", "resnet18", "itra-c", Some(64)) > acc(3, "imagenet", "resnet18", "baseline", None));
     }
 
     #[test]
     fn csv_headers_are_identical() {
         let header = TABLE1_CSV.lines().next().unwrap();
-        assert_eq!(
-            header,
-            "table,dataset,model,method,lambda,batch_size,accuracy,ce"
-        );
+        assert_eq!(header, "table,dataset,model,method,lambda,batch_size,accuracy,ce");
         for n in TABLES {
-            assert_eq!(
-                csv_text(n).unwrap().lines().next().unwrap(),
-                header,
-                "table {n}"
-            );
+            assert_eq!(csv_text(n).unwrap().lines().next().unwrap(), header, "table {n}");
         }
     }
 }

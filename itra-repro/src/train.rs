@@ -7,9 +7,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
@@ -128,15 +128,14 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     let eval_device = config.device.device()?;
     let (train_set, test_set) = load_data(config, &options.data_dir)?;
     if train_set.len() < config.batch_size {
-        bail!(
-            "the training set has {} examples, fewer than one batch of {}",
-            train_set.len(),
-            config.batch_size
-        );
+        bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
     }
     device.seed(init_seed(config.seed));
     let shape = [train_set.channels, train_set.height, train_set.width];
-    let mut model = itra_models::build(config.model.arch, train_set.num_classes, shape, &device)?;
+    let crate::config::ModelConfig::Vision { arch } = config.model else {
+        bail!("model `{}` is a text encoder; it trains on text datasets", config.model.name());
+    };
+    let mut model = itra_models::build(arch, train_set.num_classes, shape, &device)?;
     let mut optim = optimizer(&config.optimizer);
     let loss = &config.loss;
     let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
@@ -262,7 +261,14 @@ struct Sums {
 }
 
 impl Sums {
-    fn finish(&self, epoch: usize, train_seconds: f64, batch_size: usize, test_accuracy: f64, test_ce: f64) -> EpochMetrics {
+    fn finish(
+        &self,
+        epoch: usize,
+        train_seconds: f64,
+        batch_size: usize,
+        test_accuracy: f64,
+        test_ce: f64,
+    ) -> EpochMetrics {
         let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
         let steps = self.steps.max(1) as f64;
         EpochMetrics {
@@ -287,4 +293,3 @@ pub fn peak_rss_mib() -> Option<f64> {
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
 }
-
