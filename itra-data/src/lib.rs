@@ -3,21 +3,29 @@
 //! STL-10 binaries, the Zhang et al. CSVs, image folders) into in-memory [`ImageDataset`]s and
 //! [`TextDataset`]s; and a separate downloader ([`download()`]) that verifies what it fetches.
 //! **Parsing and loading never touch the network**, and a file that fails a check is reported
-//! as a typed [`DataError`], never silently accepted, patched up or left half-written. The
-//! crate holds raw bytes and strings only: normalisation, augmentation and tensors belong to
-//! the training code.
+//! as a typed [`DataError`], never silently accepted, patched up or left half-written.
+//!
+//! The input pipeline lives here too: per-channel [`Normalization`] cached next to the data,
+//! seeded [`Augmentation`], the paired `S1`/`S2` [`PairedSampler`] and a [`Loader`] that makes
+//! [`Batch`]es of normalised `f32` pixels on worker threads. **The crate never depends on a
+//! tensor library**: turning a [`Batch`] into a tensor is the trainer's job.
 
+pub mod augment;
 mod checksum;
 pub mod cifar;
 mod dataset;
 pub mod download;
+pub mod encoder;
 mod error;
 pub mod folder;
 pub mod idx;
 pub mod imagenet;
 mod info;
+mod loader;
+mod normalize;
 mod read;
 pub mod registry;
+pub mod sampler;
 pub mod stl10;
 pub mod text;
 
@@ -29,6 +37,11 @@ pub use download::{DownloadOptions, DownloadReport, download};
 pub use error::DataError;
 pub use info::{DatasetInfo, DatasetStatus, FileCheck, FileState, SplitInfo, SplitsInfo, info, list, verify};
 pub use registry::{DatasetSpec, Format, spec};
+
+pub use augment::Augmentation;
+pub use loader::{Batch, BatchRequest, ImageSource, Loader, LoaderOptions, Pipeline, folder_source};
+pub use normalize::{Normalization, STATS_FILE};
+pub use sampler::{PairedSampler, Stream};
 
 /// `$ITRA_DATA` if set and non-empty, else `<user cache dir>/itra` (e.g. `~/.cache/itra`),
 /// else `./data`.

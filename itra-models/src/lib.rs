@@ -44,6 +44,7 @@ pub mod small_cnn;
 pub mod stats;
 #[doc(hidden)]
 pub mod testing;
+pub mod text;
 pub mod vgg;
 pub mod weights;
 
@@ -52,6 +53,7 @@ pub use mobilenetv2::{MobileNetV2, MobileNetV2Form};
 pub use resnet::{ResNet, ResNetDepth, ResNetStem};
 pub use small_cnn::SmallCnn;
 pub use stats::trainable_params;
+pub use text::{TextFeatureModel, TextModel, TokenBatch};
 pub use vgg::{Vgg, VggForm};
 
 /// A classifier whose last hidden layer is exposed.

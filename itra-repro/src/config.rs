@@ -39,6 +39,10 @@ pub struct DataConfig {
     /// Evaluate on only the first `n` test examples.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_limit: Option<usize>,
+    /// Hold out this many training examples (a seeded draw) as a validation split, used to pick
+    /// lambda. 0 trains on the whole training set.
+    #[serde(default)]
+    pub validation: usize,
 }
 
 /// The network: a registered vision architecture or a pretrained text encoder.
@@ -177,7 +181,7 @@ mod tests {
 
     fn config() -> ExperimentConfig {
         ExperimentConfig {
-            data: DataConfig { dataset: "fmnist".into(), train_limit: None, test_limit: None },
+            data: DataConfig { dataset: "fmnist".into(), train_limit: None, test_limit: None, validation: 0 },
             model: ModelConfig::Vision { arch: Arch::SmallCnn },
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },

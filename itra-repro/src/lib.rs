@@ -7,9 +7,12 @@
 
 pub mod config;
 pub mod device;
+pub mod experiments;
+pub mod figures;
 pub mod paper;
 pub mod pipeline;
 pub mod provenance;
+pub mod synthetic;
 pub mod train;
 
 pub use config::ExperimentConfig;

@@ -8,6 +8,7 @@ use itra_core::{Bandwidth, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
 use itra_repro::config::{DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
 use itra_repro::train::{RunOptions, train};
+use itra_repro::experiments::{Profile, Runner, Target, reproduce};
 use itra_repro::{DeviceSpec, ExperimentConfig, config};
 
 #[derive(Parser)]
@@ -24,6 +25,33 @@ struct Cli {
 enum Command {
     /// Train one model with one method and print its test accuracy and cross-entropy per epoch.
     Train(TrainArgs),
+    /// Run the experiments behind a table or figure of the paper and write it next to the
+    /// paper's numbers (finished runs are reused, interrupted ones resumed).
+    Reproduce(ReproduceArgs),
+}
+
+#[derive(Args)]
+struct ReproduceArgs {
+    /// table1, table2, table3, table4, figure1, figure2 or figure3.
+    target: Target,
+    /// paper, cpu or smoke.
+    #[arg(long, default_value = "cpu")]
+    profile: Profile,
+    /// Seeds per configuration (default: 3 for paper, 2 for cpu and smoke).
+    #[arg(long)]
+    seeds: Option<usize>,
+    /// cpu, cuda:N, tch-cpu or tch-cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: DeviceSpec,
+    /// Root of the run directories (one per configuration and seed).
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Where tables and figures go (`<results>/<profile>/`).
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Show progress bars.
+    #[arg(long)]
+    progress: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -88,6 +116,9 @@ struct TrainArgs {
     /// Evaluate on the first this-many test examples.
     #[arg(long)]
     test_limit: Option<usize>,
+    /// Hold out this many training examples as a validation split.
+    #[arg(long, default_value_t = 0)]
+    validation: usize,
     /// Root of the run directories.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -113,6 +144,7 @@ impl TrainArgs {
                 dataset: self.dataset.clone(),
                 train_limit: self.train_limit,
                 test_limit: self.test_limit,
+                validation: self.validation,
             },
             model: match self.model.parse::<Arch>() {
                 Ok(arch) => ModelConfig::Vision { arch },
@@ -154,6 +186,18 @@ fn main() -> Result<()> {
                     summary.peak_rss_mib.map_or("n/a".to_owned(), |m| format!("{m:.0} MiB"))
                 );
             }
+        }
+        Command::Reproduce(args) => {
+            let runner = Runner {
+                data_dir,
+                runs_dir: args.runs_dir.join(args.profile.name()),
+                results_dir: args.results_dir,
+                seeds: args.seeds.unwrap_or_else(|| args.profile.default_seeds()),
+                device: args.device,
+                progress: args.progress,
+            };
+            let output = reproduce(&runner, args.target, args.profile)?;
+            println!("wrote {}", output.display());
         }
     }
     Ok(())

@@ -38,12 +38,18 @@ impl Provenance {
         }
     }
 
-    /// Writes `config.json` atomically (temporary name, then rename).
+    /// Writes `config.json` atomically.
     pub fn write(&self, run_dir: &Path) -> Result<()> {
-        let path = run_dir.join("config.json");
-        let temporary = run_dir.join("config.json.partial");
-        fs::write(&temporary, serde_json::to_string_pretty(self)? + "\n")
-            .with_context(|| format!("cannot write {}", temporary.display()))?;
-        fs::rename(&temporary, &path).with_context(|| format!("cannot write {}", path.display()))
+        write_atomic(&run_dir.join("config.json"), (serde_json::to_string_pretty(self)? + "\n").as_bytes())
     }
+}
+
+/// Writes `bytes` to `<path>.partial`, then renames it to `path`, so that a reader never sees a
+/// half-written file under the final name.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".partial");
+    let temporary = std::path::PathBuf::from(temporary);
+    fs::write(&temporary, bytes).with_context(|| format!("cannot write {}", temporary.display()))?;
+    fs::rename(&temporary, path).with_context(|| format!("cannot write {}", path.display()))
 }

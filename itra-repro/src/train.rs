@@ -1,4 +1,6 @@
-//! The training loop behind `itra train`: one run of an [`ExperimentConfig`] on an image dataset.
+//! The training loop behind `itra train` and `itra reproduce`: one run of an
+//! [`ExperimentConfig`] on an image dataset, checkpointed after every epoch so that a killed run
+//! resumes and ends with exactly the numbers of an uninterrupted one.
 
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -6,20 +8,21 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::Module;
+use burn::module::{Module, RunningState};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
-use burn::tensor::Device;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
+use itra_core::{DistanceStats, ItraObjective, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
 use itra_data::{ImageDataset, Split};
 use itra_models::{FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ExperimentConfig, OptimizerConfig};
+use crate::config::{ExperimentConfig, ModelConfig, OptimizerConfig};
 use crate::pipeline::{Normalization, PairedSampler, Stream, init_seed, rng};
-use crate::provenance::Provenance;
+use crate::provenance::{Provenance, write_atomic};
 
 /// One epoch's numbers, one JSON line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -33,8 +36,15 @@ pub struct EpochMetrics {
     pub train_regularizer: Option<f64>,
     /// Mean kernel bandwidth, for ITRA and ITRA-c.
     pub sigma: Option<f64>,
-    /// Figure 1's `d_same / d_all`, averaged over the steps that had both batches' features.
+    /// Figure 1's `d_same / d_all` (see [`DISTANCE_EVERY`]), averaged over the epoch.
     pub distance_ratio: Option<f64>,
+    /// The measurements behind `distance_ratio`: `(global step, d_same / d_all)`.
+    #[serde(default)]
+    pub distance_trace: Vec<(usize, f64)>,
+    /// Validation accuracy in percent, when the run holds out a validation split.
+    pub val_accuracy: Option<f64>,
+    /// Mean validation cross-entropy.
+    pub val_ce: Option<f64>,
     /// Test accuracy in percent.
     pub test_accuracy: f64,
     /// Mean test cross-entropy.
@@ -45,13 +55,23 @@ pub struct EpochMetrics {
     pub train_seconds: f64,
 }
 
-/// What a finished run reports.
+/// Figure 1's distance is measured every this many steps, for every method alike: `S1` and
+/// `S2` of that step go through the inference copy of the model (batch norm in evaluation
+/// mode, no gradient, no effect on training), and `d_same / d_all` is taken between their
+/// features (`CONVENTIONS.md`). Measuring through the training forward instead would need an
+/// `S2` forward the baseline does not make, and would move its batch-norm statistics.
+pub const DISTANCE_EVERY: usize = 10;
+
+/// What a finished run reports; written as `result.json`, whose presence marks the run done.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunSummary {
+    pub config_hash: String,
     pub run_dir: PathBuf,
     pub epochs: Vec<EpochMetrics>,
     /// Peak resident memory of the process, in MiB, where the OS reports it.
     pub peak_rss_mib: Option<f64>,
+    /// The epoch this invocation resumed from (0 for a fresh start).
+    pub resumed_from_epoch: usize,
 }
 
 /// Options that do not change a run's numbers.
@@ -62,21 +82,46 @@ pub struct RunOptions {
     pub progress: bool,
 }
 
-/// Loads the dataset named by the config (with its limits applied).
-pub fn load_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(ImageDataset, ImageDataset)> {
-    let id = &config.data.dataset;
-    let mut train = itra_data::load_image_dataset(id, data_dir, Split::Train)?;
-    let mut test = itra_data::load_image_dataset(id, data_dir, Split::Test)?;
-    if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {
-        use rand::seq::SliceRandom;
-        let mut order: Vec<usize> = (0..train.len()).collect();
-        order.shuffle(&mut rng(config.seed, Stream::Subset, 0));
-        train = train.subset(&order[..limit]);
+/// The three splits a run uses.
+#[derive(Debug, Clone)]
+pub struct Splits {
+    pub train: ImageDataset,
+    pub validation: Option<ImageDataset>,
+    pub test: ImageDataset,
+}
+
+fn load_split(id: &str, data_dir: &Path, split: Split) -> Result<ImageDataset> {
+    if crate::synthetic::is_synthetic(id) {
+        return crate::synthetic::load(id, split);
     }
+    Ok(itra_data::load_image_dataset(id, data_dir, split)?)
+}
+
+/// Loads the dataset named by the config, with its limits and validation split applied.
+pub fn load_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Splits> {
+    use rand::seq::SliceRandom;
+    let id = &config.data.dataset;
+    let train = load_split(id, data_dir, Split::Train)?;
+    let mut test = load_split(id, data_dir, Split::Test)?;
+    // One seeded permutation serves both the subset and the validation split, so the validation
+    // examples never overlap the training ones.
+    let mut order: Vec<usize> = (0..train.len()).collect();
+    order.shuffle(&mut rng(config.seed, Stream::Subset, 0));
+    let validation_len = config.data.validation;
+    if validation_len >= train.len() {
+        bail!("a validation split of {validation_len} leaves nothing of the {} training examples", train.len());
+    }
+    let (validation_order, rest) = order.split_at(validation_len);
+    let train_order = match config.data.train_limit {
+        Some(limit) if limit < rest.len() => &rest[..limit],
+        _ => rest,
+    };
+    let validation = (validation_len > 0).then(|| train.subset(validation_order));
+    let train = if train_order.len() == train.len() { train } else { train.subset(train_order) };
     if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
         test = test.subset(&(0..limit).collect::<Vec<_>>());
     }
-    Ok((train, test))
+    Ok(Splits { train, validation, test })
 }
 
 fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
@@ -84,6 +129,7 @@ fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
         OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
             let mut sgd = SgdConfig::new();
             if momentum > 0.0 {
+                // PyTorch's SGD has no dampening; Burn's default is 0.1.
                 sgd = sgd.with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)));
             }
             if weight_decay > 0.0 {
@@ -101,7 +147,7 @@ fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
     }
 }
 
-/// Test accuracy (percent) and mean cross-entropy of `model` on `dataset`.
+/// Accuracy (percent) and mean cross-entropy of `model` on `dataset`.
 pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalization, device: &Device) -> (f64, f64) {
     const EVAL_BATCH: usize = 500;
     let indices: Vec<usize> = (0..dataset.len()).collect();
@@ -122,21 +168,121 @@ pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalizatio
     (100.0 * correct as f64 / n, ce_sum / n)
 }
 
-/// Trains `config` from scratch, writing `config.json` and `metrics.jsonl` into the run directory.
+/// The files of a run directory.
+pub mod files {
+    pub const CONFIG: &str = "config.json";
+    pub const METRICS: &str = "metrics.jsonl";
+    pub const RESULT: &str = "result.json";
+    pub const MODEL: &str = "model.bpk";
+    pub const CHECKPOINT: &str = "checkpoint";
+}
+
+/// Everything besides model and optimiser that a resumed run needs.
+#[derive(Debug, Serialize, Deserialize)]
+struct CheckpointState {
+    config_hash: String,
+    epochs_done: usize,
+    history: Vec<EpochMetrics>,
+    /// Center loss's centres, `[K, d]` row-major.
+    centers: Option<(Vec<f32>, [usize; 2])>,
+    /// The cached-mode `H1` and its labels.
+    cache: Option<(Vec<f32>, [usize; 2], Vec<usize>)>,
+}
+
+fn tensor_to_host(tensor: &Tensor<2>) -> (Vec<f32>, [usize; 2]) {
+    (tensor.to_data().iter::<f32>().collect(), tensor.dims())
+}
+
+fn host_to_tensor((values, shape): (Vec<f32>, [usize; 2]), device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Writes the checkpoint for `epochs_done` into `<run>/checkpoint/`, replacing the previous one
+/// only once the new one is complete.
+fn save_checkpoint(
+    run_dir: &Path,
+    state: &CheckpointState,
+    model: &VisionModel,
+    optim: &ModuleOptimizer,
+) -> Result<()> {
+    let partial = run_dir.join("checkpoint.partial");
+    let done = run_dir.join(files::CHECKPOINT);
+    let old = run_dir.join("checkpoint.old");
+    for dir in [&partial, &old] {
+        if dir.exists() {
+            fs::remove_dir_all(dir)?;
+        }
+    }
+    fs::create_dir_all(&partial)?;
+    model
+        .save_into(&mut BurnpackStore::from_file(partial.join("model.bpk")).overwrite(true))
+        .map_err(|err| anyhow::anyhow!("cannot save the model checkpoint: {err}"))?;
+    optim.save(partial.join("optimizer.bpk")).map_err(|err| anyhow::anyhow!("cannot save the optimiser: {err:?}"))?;
+    fs::write(partial.join("state.json"), serde_json::to_vec(state)?)?;
+    if done.exists() {
+        fs::rename(&done, &old)?;
+    }
+    fs::rename(&partial, &done)?;
+    if old.exists() {
+        fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// Loads a checkpoint of this very configuration, if one exists.
+fn load_checkpoint(
+    run_dir: &Path,
+    config_hash: &str,
+    model: &mut VisionModel,
+    optim: ModuleOptimizer,
+) -> Result<(Option<CheckpointState>, ModuleOptimizer)> {
+    let dir = run_dir.join(files::CHECKPOINT);
+    let state_path = dir.join("state.json");
+    if !state_path.exists() {
+        return Ok((None, optim));
+    }
+    let state: CheckpointState = serde_json::from_slice(&fs::read(&state_path)?)
+        .with_context(|| format!("corrupt checkpoint {}", state_path.display()))?;
+    if state.config_hash != config_hash {
+        bail!(
+            "checkpoint {} belongs to configuration {}, not {config_hash}; remove it to start over",
+            dir.display(),
+            state.config_hash
+        );
+    }
+    model
+        .load_from(&mut BurnpackStore::from_file(dir.join("model.bpk")))
+        .map_err(|err| anyhow::anyhow!("cannot load the model checkpoint in {}: {err}", dir.display()))?;
+    let optim = optim
+        .load(dir.join("optimizer.bpk"))
+        .map_err(|err| anyhow::anyhow!("cannot load the optimiser checkpoint in {}: {err:?}", dir.display()))?;
+    Ok((Some(state), optim))
+}
+
+fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
+    if let (Some(center), Some(centers)) = (objective.center.as_mut(), state.centers.take()) {
+        center.centers = RunningState::new(host_to_tensor(centers, device));
+    }
+    objective.cache =
+        state.cache.take().map(|(values, shape, labels)| (host_to_tensor((values, shape), device), labels));
+}
+
+/// Trains `config` (resuming from its checkpoint if one exists), writing `config.json`,
+/// `metrics.jsonl`, the final `model.bpk` and, last, `result.json` into the run directory.
 pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
-    let (train_set, test_set) = load_data(config, &options.data_dir)?;
+    let ModelConfig::Vision { arch } = config.model else {
+        bail!("model `{}` is a text encoder; it trains on text datasets", config.model.name());
+    };
+    let splits = load_data(config, &options.data_dir)?;
+    let train_set = &splits.train;
     if train_set.len() < config.batch_size {
         bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
     }
     device.seed(init_seed(config.seed));
     let shape = [train_set.channels, train_set.height, train_set.width];
-    let crate::config::ModelConfig::Vision { arch } = config.model else {
-        bail!("model `{}` is a text encoder; it trains on text datasets", config.model.name());
-    };
     let mut model = itra_models::build(arch, train_set.num_classes, shape, &device)?;
-    let mut optim = optimizer(&config.optimizer);
     let loss = &config.loss;
     let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
         .with_lambda(loss.lambda)
@@ -145,41 +291,58 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
         .init(&device)?;
 
-    let norm = Normalization::of(&train_set);
-    let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
-    let steps = sampler.steps_per_epoch();
-    let total_steps = steps * config.epochs;
-
     fs::create_dir_all(&options.run_dir)
         .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
+    let config_hash = config.hash();
+    let (checkpoint, mut optim) = load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer(&config.optimizer))?;
+    let mut history = Vec::with_capacity(config.epochs);
+    let mut start_epoch = 0;
+    if let Some(mut state) = checkpoint {
+        restore_objective(&mut objective, &mut state, &device);
+        start_epoch = state.epochs_done;
+        history = state.history;
+    }
     Provenance::new(config).write(&options.run_dir)?;
-    let metrics_path = options.run_dir.join("metrics.jsonl");
+    // Rewritten from the checkpoint's history, so an epoch cut short leaves no line behind.
+    let metrics_path = options.run_dir.join(files::METRICS);
     let mut metrics_file = BufWriter::new(
         File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
     );
+    for metrics in &history {
+        serde_json::to_writer(&mut metrics_file, metrics)?;
+        writeln!(metrics_file)?;
+    }
+    metrics_file.flush()?;
 
+    let norm = Normalization::of(train_set);
+    let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
+    let steps = sampler.steps_per_epoch();
+    let total_steps = steps * config.epochs;
     let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("valid progress template"),
     );
+    bar.set_position((start_epoch * steps) as u64);
 
-    let mut history = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
+    for epoch in start_epoch..config.epochs {
+        // Burn's own generator (dropout, if any) restarts from a per-epoch seed, so a resumed
+        // epoch draws what the uninterrupted one drew.
+        device.seed(init_seed(config.seed.wrapping_add(1 + epoch as u64)));
         let (first_order, second_order) = sampler.epoch_orders(epoch);
         let mut sums = Sums::default();
         let started = Instant::now();
         for step in 0..steps {
             let global_step = epoch * steps + step;
             let lr = config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
-            let (images, labels) = norm.batch(&train_set, sampler.batch(&first_order, step), &device);
+            let (images, labels) = norm.batch(train_set, sampler.batch(&first_order, step), &device);
             let h1 = model.forward_features(images);
             let logits = model.forward_head(h1.clone());
             let second_labels;
             let second = match objective.second_forward() {
                 SecondForward::None => None,
                 mode => {
-                    let (images2, labels2) = norm.batch(&train_set, sampler.batch(&second_order, step), &device);
+                    let (images2, labels2) = norm.batch(train_set, sampler.batch(&second_order, step), &device);
                     second_labels = labels2;
                     let mut h2 = model.forward_features(images2);
                     if mode == SecondForward::Detached {
@@ -188,17 +351,24 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
                     Some(SecondBatch { features: h2, labels: &second_labels })
                 }
             };
-            if let Some(second) = &second {
-                let stats = DistanceStats::compute(h1.clone(), &labels, second.features.clone(), second.labels)?;
+            if step % DISTANCE_EVERY == 0 {
+                let inference = model.valid();
+                let (images1, labels1) = norm.batch(train_set, sampler.batch(&first_order, step), &eval_device);
+                let (images2, labels2) = norm.batch(train_set, sampler.batch(&second_order, step), &eval_device);
+                let stats = DistanceStats::compute(
+                    inference.forward_features(images1),
+                    &labels1,
+                    inference.forward_features(images2),
+                    &labels2,
+                )?;
                 if let Some(same) = stats.same_class {
-                    sums.distance_ratio += same / stats.all_pairs;
-                    sums.distance_steps += 1;
+                    sums.distance_trace.push((global_step, same / stats.all_pairs));
                 }
             }
             let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
             let total: f64 = parts.total.clone().into_scalar();
             if !total.is_finite() {
-                bail!("nan or infinity in the training loss at epoch {epoch}, step {step} (lr {lr})");
+                bail!("nan or infinity in the training loss at epoch {}, step {step} (lr {lr})", epoch + 1);
             }
             sums.loss += total;
             sums.ce += parts.ce.clone().detach().into_scalar::<f64>();
@@ -223,8 +393,10 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             bar.inc(1);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let (test_accuracy, test_ce) = evaluate(&model.valid(), &test_set, &norm, &eval_device);
-        let metrics = sums.finish(epoch, train_seconds, config.batch_size, test_accuracy, test_ce);
+        let inference = model.valid();
+        let validation = splits.validation.as_ref().map(|v| evaluate(&inference, v, &norm, &eval_device));
+        let (test_accuracy, test_ce) = evaluate(&inference, &splits.test, &norm, &eval_device);
+        let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
         serde_json::to_writer(&mut metrics_file, &metrics)?;
         writeln!(metrics_file)?;
         metrics_file.flush()?;
@@ -242,9 +414,47 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             bar.println(line);
         }
         history.push(metrics);
+        let state = CheckpointState {
+            config_hash: config_hash.clone(),
+            epochs_done: epoch + 1,
+            history: history.clone(),
+            centers: objective.center.as_ref().map(|c| tensor_to_host(&c.centers())),
+            cache: objective.cache.as_ref().map(|(h, labels)| {
+                let (values, shape) = tensor_to_host(h);
+                (values, shape, labels.clone())
+            }),
+        };
+        save_checkpoint(&options.run_dir, &state, &model, &optim)?;
     }
     bar.finish_and_clear();
-    Ok(RunSummary { run_dir: options.run_dir.clone(), epochs: history, peak_rss_mib: peak_rss_mib() })
+
+    model
+        .valid()
+        .save_into(&mut BurnpackStore::from_file(options.run_dir.join(files::MODEL)).overwrite(true))
+        .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
+    let summary = RunSummary {
+        config_hash,
+        run_dir: options.run_dir.clone(),
+        epochs: history,
+        peak_rss_mib: peak_rss_mib(),
+        resumed_from_epoch: start_epoch,
+    };
+    write_atomic(&options.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
+    fs::remove_dir_all(options.run_dir.join(files::CHECKPOINT)).ok();
+    Ok(summary)
+}
+
+/// Rebuilds a finished run's model from its `model.bpk`, on `device`.
+pub fn load_trained_model(config: &ExperimentConfig, run_dir: &Path, shape: [usize; 3], num_classes: usize, device: &Device) -> Result<VisionModel> {
+    let ModelConfig::Vision { arch } = config.model else {
+        bail!("model `{}` is not a vision model", config.model.name());
+    };
+    let mut model = itra_models::build(arch, num_classes, shape, device)?;
+    let path = run_dir.join(files::MODEL);
+    model
+        .load_from(&mut BurnpackStore::from_file(&path))
+        .map_err(|err| anyhow::anyhow!("cannot load {}: {err}", path.display()))?;
+    Ok(model.valid())
 }
 
 #[derive(Default)]
@@ -256,8 +466,7 @@ struct Sums {
     regularizer_steps: usize,
     sigma: f64,
     sigma_steps: usize,
-    distance_ratio: f64,
-    distance_steps: usize,
+    distance_trace: Vec<(usize, f64)>,
 }
 
 impl Sums {
@@ -266,6 +475,7 @@ impl Sums {
         epoch: usize,
         train_seconds: f64,
         batch_size: usize,
+        validation: Option<(f64, f64)>,
         test_accuracy: f64,
         test_ce: f64,
     ) -> EpochMetrics {
@@ -277,7 +487,10 @@ impl Sums {
             train_ce: self.ce / steps,
             train_regularizer: mean(self.regularizer, self.regularizer_steps),
             sigma: mean(self.sigma, self.sigma_steps),
-            distance_ratio: mean(self.distance_ratio, self.distance_steps),
+            distance_ratio: mean(self.distance_trace.iter().map(|t| t.1).sum(), self.distance_trace.len()),
+            distance_trace: self.distance_trace.clone(),
+            val_accuracy: validation.map(|v| v.0),
+            val_ce: validation.map(|v| v.1),
             test_accuracy,
             test_ce,
             images_per_second: (self.steps * batch_size) as f64 / train_seconds.max(1e-9),

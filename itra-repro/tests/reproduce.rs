@@ -1,0 +1,172 @@
+//! The `smoke` profile of every table and figure, end to end, under insta snapshots; and the
+//! runner's kill-and-resume guarantee.
+//!
+//! Snapshots hold the rendered markdown tables and the figures' data series, rounded (smoke
+//! accuracy to 0.1, CE to 0.01) so that they survive thread-count and CPU-feature differences;
+//! the git revision is filtered out. A deliberate change of numbers means reviewing and
+//! committing the new snapshots (`cargo insta review`).
+
+use std::path::Path;
+use std::process::Command;
+
+use itra_repro::DeviceSpec;
+use itra_repro::experiments::{Profile, Runner, Target, reproduce};
+
+fn runner(root: &Path) -> Runner {
+    Runner {
+        // No real data: smoke runs only on generated data.
+        data_dir: root.join("data"),
+        runs_dir: root.join("runs"),
+        results_dir: root.join("results"),
+        seeds: Profile::Smoke.default_seeds(),
+        device: DeviceSpec::Cpu,
+        progress: false,
+    }
+}
+
+fn settings() -> insta::Settings {
+    let mut settings = insta::Settings::clone_current();
+    settings.add_filter(r"Revision [0-9a-f]+(-dirty)?|Revision unknown", "Revision [rev]");
+    settings.set_prepend_module_to_snapshot(false);
+    settings
+}
+
+fn snapshot_target(name: &str) {
+    let root = tempfile::tempdir().unwrap();
+    let target: Target = name.parse().unwrap();
+    let output = reproduce(&runner(root.path()), target, Profile::Smoke).expect("smoke target runs");
+    let text = match target {
+        Target::Table(_) => std::fs::read_to_string(&output).unwrap(),
+        Target::Figure(_) => {
+            let json = std::fs::read_to_string(output.with_extension("json")).unwrap();
+            round_json(&serde_json::from_str(&json).unwrap())
+        }
+    };
+    if let Target::Figure(_) = target {
+        for ext in ["png", "svg"] {
+            let path = output.with_extension(ext);
+            assert!(path.metadata().is_ok_and(|m| m.len() > 1000), "{} is drawn", path.display());
+        }
+    }
+    settings().bind(|| insta::assert_snapshot!(name, text));
+}
+
+/// Figure data with floats rounded to 2 decimals, one value per line.
+fn round_json(value: &serde_json::Value) -> String {
+    fn round(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Number(n) if n.is_f64() => serde_json::json!((n.as_f64().unwrap() * 100.0).round() / 100.0),
+            serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(round).collect()),
+            serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), round(v))).collect(),
+            other => other.clone(),
+        }
+    }
+    serde_json::to_string_pretty(&round(value)).unwrap()
+}
+
+#[test]
+fn table1_smoke() {
+    snapshot_target("table1");
+}
+
+#[test]
+fn table2_smoke() {
+    snapshot_target("table2");
+}
+
+#[test]
+fn table3_smoke() {
+    snapshot_target("table3");
+}
+
+#[test]
+fn figure1_smoke() {
+    snapshot_target("figure1");
+}
+
+#[test]
+fn figure2_smoke() {
+    snapshot_target("figure2");
+}
+
+#[test]
+fn figure3_smoke() {
+    snapshot_target("figure3");
+}
+
+#[test]
+fn finished_runs_are_reused_not_rerun() {
+    let root = tempfile::tempdir().unwrap();
+    let runner = runner(root.path());
+    reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap();
+    let result = |dir: &Path| std::fs::metadata(dir.join("result.json")).unwrap().modified().unwrap();
+    let run_dirs: Vec<_> = std::fs::read_dir(&runner.runs_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    let before: Vec<_> = run_dirs.iter().map(|d| result(d)).collect();
+    reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap();
+    let after: Vec<_> = run_dirs.iter().map(|d| result(d)).collect();
+    assert_eq!(before, after, "a second reproduce rewrites no finished run");
+}
+
+/// Kills `itra train` (SIGKILL) right after its first checkpoint, resumes it, and checks the
+/// final numbers against an uninterrupted run of the same configuration.
+#[test]
+fn a_killed_run_resumes_to_identical_numbers() {
+    let root = tempfile::tempdir().unwrap();
+    let args = |runs: &Path| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_itra"));
+        command
+            .args(["--data-dir"])
+            .arg(root.path().join("data"))
+            .args(["train", "--dataset", "synthetic:1x28x28:10:640:64", "--model", "small-cnn", "--quiet"])
+            .args(["--method", "itra-c", "--lambda", "0.6", "--second-batch", "cached", "--epochs", "4"])
+            .args(["--batch-size", "32", "--seed", "5", "--runs-dir"])
+            .arg(runs);
+        command
+    };
+    let strip = |dir: &Path| -> Vec<serde_json::Value> {
+        let summary: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap();
+        summary["epochs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                let mut e = e.clone();
+                e["images_per_second"] = 0.into();
+                e["train_seconds"] = 0.into();
+                e
+            })
+            .collect()
+    };
+    let only_dir = |runs: &Path| std::fs::read_dir(runs).unwrap().next().unwrap().unwrap().path();
+
+    let straight = root.path().join("straight");
+    assert!(args(&straight).status().unwrap().success());
+    let expected = strip(&only_dir(&straight));
+
+    let killed = root.path().join("killed");
+    let mut child = args(&killed).spawn().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let checkpointed = std::fs::read_dir(&killed)
+            .ok()
+            .and_then(|mut d| d.next())
+            .is_some_and(|e| e.unwrap().path().join("checkpoint/state.json").exists());
+        if checkpointed || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let run_dir = only_dir(&killed);
+    assert!(!run_dir.join("result.json").exists(), "the kill landed before the run finished");
+
+    let output = args(&killed).output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let resumed: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
+    assert!(resumed["resumed_from_epoch"].as_u64().unwrap() >= 1, "the second invocation resumed");
+    assert_eq!(strip(&run_dir), expected);
+    let lines = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().count();
+    assert_eq!(lines, 4, "metrics.jsonl holds each epoch once");
+}
