@@ -4,8 +4,6 @@
 //! `(seed, stream, epoch, index)` ([`crate::sampler::example_rng`]), so **an example's view is a
 //! pure function of those four numbers**, whichever thread or batch computes it.
 
-use image::imageops::{self, FilterType};
-use image::{GrayImage, ImageBuffer};
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -73,12 +71,13 @@ impl Augmentation {
                 (out, [channels, size, size])
             }
             Augmentation::ResizeCenterCrop { resize, size } => {
-                let (new_height, new_width) = shorter_side_to(height, width, resize);
+                // A resize below the crop size would need padding; it is raised to the crop size.
+                let (new_height, new_width) = shorter_side_to(height, width, resize.max(size));
                 // The crop box in resized coordinates, mapped back so that one resample does both.
                 let top = round_half_even(new_height.saturating_sub(size) as f64 / 2.0);
                 let left = round_half_even(new_width.saturating_sub(size) as f64 / 2.0);
-                let resized = crop_resize(chw, shape, [0, 0, height, width], [new_height, new_width]);
-                let out = crop(&resized, [channels, new_height, new_width], [top, left, size, size]);
+                let window = [top, left, size, size];
+                let out = resample_window(chw, shape, [0, 0, height, width], [new_height, new_width], window);
                 (out, [channels, size, size])
             }
         }
@@ -87,7 +86,14 @@ impl Augmentation {
 
 /// `RandomCrop` of the image zero-padded by `padding` at `(top, left)` of the padded image,
 /// then a horizontal flip if `flip`.
-fn crop_flip(chw: &[u8], [channels, height, width]: [usize; 3], padding: usize, top: usize, left: usize, flip: bool) -> Vec<u8> {
+fn crop_flip(
+    chw: &[u8],
+    [channels, height, width]: [usize; 3],
+    padding: usize,
+    top: usize,
+    left: usize,
+    flip: bool,
+) -> Vec<u8> {
     let mut out = vec![0u8; chw.len()];
     let plane = height * width;
     for c in 0..channels {
@@ -163,36 +169,113 @@ fn round_half_even(x: f64) -> usize {
 }
 
 /// The box `[top, left, height, width]` of each channel, resized to `[out_height, out_width]`
-/// with a triangle (bilinear) filter that widens when shrinking, as PIL's `BILINEAR`.
-fn crop_resize(chw: &[u8], [channels, height, width]: [usize; 3], bbox: [usize; 4], out: [usize; 2]) -> Vec<u8> {
-    let [top, left, crop_height, crop_width] = bbox;
-    let [out_height, out_width] = out;
+/// with a triangle (bilinear) filter that widens when shrinking, as PIL's `BILINEAR` and
+/// `image`'s `FilterType::Triangle`; samples outside the box are never read.
+fn crop_resize(chw: &[u8], shape: [usize; 3], bbox: [usize; 4], [out_height, out_width]: [usize; 2]) -> Vec<u8> {
+    resample_window(chw, shape, bbox, [out_height, out_width], [0, 0, out_height, out_width])
+}
+
+/// The window `[top, left, height, width]` of the box `bbox` of each channel resized to
+/// `size`, computing only the window's pixels (a resize followed by a crop, in one pass).
+fn resample_window(
+    chw: &[u8],
+    [channels, height, width]: [usize; 3],
+    [top, left, box_height, box_width]: [usize; 4],
+    [out_height, out_width]: [usize; 2],
+    [window_top, window_left, window_height, window_width]: [usize; 4],
+) -> Vec<u8> {
+    let rows = Taps::new(top, box_height, out_height, window_top, window_height);
+    let columns = Taps::new(left, box_width, out_width, window_left, window_width);
     let plane = height * width;
-    let mut result = Vec::with_capacity(channels * out_height * out_width);
+    let mut result = Vec::with_capacity(channels * window_height * window_width);
+    // Horizontal pass over the rows the vertical pass reads, then the vertical pass row by row.
+    let (first_row, last_row) = rows.span();
+    let mut horizontal = vec![0f32; (last_row - first_row) * window_width];
+    let mut accumulator = vec![0f32; window_width];
     for c in 0..channels {
-        let channel: GrayImage = ImageBuffer::from_raw(width as u32, height as u32, chw[c * plane..(c + 1) * plane].to_vec())
-            .expect("a plane holds height * width bytes");
-        let view = imageops::crop_imm(&channel, left as u32, top as u32, crop_width as u32, crop_height as u32);
-        if (crop_height, crop_width) == (out_height, out_width) {
-            result.extend_from_slice(view.to_image().as_raw());
-        } else {
-            let resized = imageops::resize(&*view, out_width as u32, out_height as u32, FilterType::Triangle);
-            result.extend_from_slice(resized.as_raw());
+        let channel = &chw[c * plane..(c + 1) * plane];
+        for (y, out_row) in (first_row..last_row).zip(horizontal.chunks_exact_mut(window_width.max(1))) {
+            let row = &channel[y * width..(y + 1) * width];
+            for (x, out) in out_row.iter_mut().enumerate() {
+                let (start, weights) = columns.of(x);
+                *out = row[start..start + weights.len()].iter().zip(weights).map(|(&p, &w)| f32::from(p) * w).sum();
+            }
+        }
+        for y in 0..window_height {
+            accumulator.fill(0.0);
+            let (start, weights) = rows.of(y);
+            for (tap, &weight) in weights.iter().enumerate() {
+                let source = &horizontal[(start + tap - first_row) * window_width..][..window_width];
+                for (sum, &value) in accumulator.iter_mut().zip(source) {
+                    *sum += weight * value;
+                }
+            }
+            result.extend(accumulator.iter().map(|v| v.round().clamp(0.0, 255.0) as u8));
         }
     }
     result
 }
 
-/// The box `[top, left, height, width]` of each channel; the box must lie inside the image.
-fn crop(chw: &[u8], [channels, height, width]: [usize; 3], [top, left, crop_height, crop_width]: [usize; 4]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(channels * crop_height * crop_width);
-    for c in 0..channels {
-        for y in top..top + crop_height {
-            let row = c * height * width + y * width;
-            out.extend_from_slice(&chw[row + left..row + left + crop_width]);
+/// The input samples and normalised triangle weights of each output sample along one axis.
+struct Taps {
+    /// First input index of each output sample.
+    starts: Vec<usize>,
+    /// `taps` weights per output sample, zero-padded.
+    weights: Vec<f32>,
+    /// Weights in use per output sample, all inside the box.
+    lens: Vec<usize>,
+    taps: usize,
+    /// One past the last input index of the box.
+    end: usize,
+}
+
+impl Taps {
+    /// Outputs `window_start..window_start + window_len` of `in_len` inputs starting at
+    /// `in_start` resampled to `out_len`.
+    fn new(in_start: usize, in_len: usize, out_len: usize, window_start: usize, window_len: usize) -> Self {
+        let scale = in_len as f64 / out_len.max(1) as f64;
+        let filter_scale = scale.max(1.0);
+        // The triangle filter has support 1, widened by the scale when shrinking.
+        let support = filter_scale;
+        let taps = (support.ceil() as usize) * 2 + 1;
+        let mut starts = Vec::with_capacity(window_len);
+        let mut lens = Vec::with_capacity(window_len);
+        let mut weights = vec![0f32; window_len * taps];
+        for (k, out) in (window_start..window_start + window_len).enumerate() {
+            let center = (out as f64 + 0.5) * scale;
+            let low = ((center - support).floor().max(0.0) as usize).min(in_len.saturating_sub(1));
+            let high = ((center + support).ceil() as usize).min(in_len).max(low + 1);
+            let row = &mut weights[k * taps..(k + 1) * taps];
+            let mut total = 0.0;
+            for (tap, i) in (low..high).take(taps).enumerate() {
+                let distance = ((i as f64 + 0.5 - center) / filter_scale).abs();
+                let weight = (1.0 - distance).max(0.0);
+                row[tap] = weight as f32;
+                total += weight;
+            }
+            if total > 0.0 {
+                row.iter_mut().for_each(|w| *w = (f64::from(*w) / total) as f32);
+            } else {
+                // Only reachable for degenerate sizes: take the nearest sample.
+                row[0] = 1.0;
+            }
+            starts.push(in_start + low);
+            lens.push((high - low).min(taps));
         }
+        Taps { starts, weights, lens, taps, end: in_start + in_len }
     }
-    out
+
+    /// `[first, last)` input indices any output reads.
+    fn span(&self) -> (usize, usize) {
+        let first = self.starts.iter().copied().min().unwrap_or(0);
+        let last = self.starts.iter().zip(&self.lens).map(|(s, n)| s + n).max().unwrap_or(0).min(self.end);
+        (first, last.max(first))
+    }
+
+    /// The first input index and the weights of output `k`.
+    fn of(&self, k: usize) -> (usize, &[f32]) {
+        (self.starts[k], &self.weights[k * self.taps..k * self.taps + self.lens[k]])
+    }
 }
 
 /// Mirrors every row of width `width` in place.
@@ -266,10 +349,39 @@ mod tests {
     }
 
     #[test]
+    fn resampling_matches_the_image_crate_triangle_filter() {
+        // Reference: image::imageops::resize(crop_imm(..), w, h, FilterType::Triangle), which
+        // is PIL's antialiased BILINEAR; both round differently, so allow 1 level.
+        use image::{GrayImage, imageops};
+        let (height, width) = (37usize, 53usize);
+        let plane: Vec<u8> = (0..height * width).map(|i| ((i * 97 + i / 7 * 31) % 256) as u8).collect();
+        let gray = GrayImage::from_raw(width as u32, height as u32, plane.clone()).unwrap();
+        for (bbox, out) in [
+            ([0, 0, 37, 53], [16, 20]),
+            ([0, 0, 37, 53], [60, 70]),
+            ([5, 9, 20, 30], [7, 11]),
+            ([5, 9, 20, 30], [24, 24]),
+        ] {
+            let [top, left, h, w] = bbox;
+            let view = imageops::crop_imm(&gray, left as u32, top as u32, w as u32, h as u32);
+            let reference = imageops::resize(&*view, out[1] as u32, out[0] as u32, imageops::FilterType::Triangle);
+            let ours = crop_resize(&plane, [1, height, width], bbox, out);
+            let worst = ours.iter().zip(reference.as_raw()).map(|(a, b)| a.abs_diff(*b)).max().unwrap();
+            assert!(worst <= 1, "{bbox:?} -> {out:?}: differs by {worst}");
+        }
+        // A window of a resize is the same pixels as the resize, cropped.
+        let full = crop_resize(&plane, [1, height, width], [0, 0, 37, 53], [30, 40]);
+        let window = resample_window(&plane, [1, height, width], [0, 0, 37, 53], [30, 40], [3, 5, 10, 12]);
+        let cropped: Vec<u8> = (3..13).flat_map(|y| full[y * 40 + 5..y * 40 + 17].to_vec()).collect();
+        assert_eq!(window, cropped);
+    }
+
+    #[test]
     fn resize_center_crop_matches_torchvision_geometry() {
         // A constant image stays constant through any bilinear resize.
         let image = vec![77u8; 3 * 300 * 500];
-        let (out, shape) = Augmentation::IMAGENET_EVAL.apply(&image, [3, 300, 500], &mut example_rng(0, Stream::AugmentFirst, 0, 0));
+        let (out, shape) =
+            Augmentation::IMAGENET_EVAL.apply(&image, [3, 300, 500], &mut example_rng(0, Stream::AugmentFirst, 0, 0));
         assert_eq!(shape, [3, 224, 224]);
         assert!(out.iter().all(|&p| p == 77));
         // torchvision: Resize(256) of 300x500 -> 256x426; CenterCrop(224) -> top 16, left 101.
@@ -278,7 +390,11 @@ mod tests {
         assert_eq!(round_half_even(2.5), 2);
         // The identity resize of a ramp keeps its centre.
         let ramp: Vec<u8> = (0..6 * 6).map(|i| i as u8).collect();
-        let (out, _) = Augmentation::ResizeCenterCrop { resize: 6, size: 2 }.apply(&ramp, [1, 6, 6], &mut example_rng(0, Stream::AugmentFirst, 0, 0));
+        let (out, _) = Augmentation::ResizeCenterCrop { resize: 6, size: 2 }.apply(
+            &ramp,
+            [1, 6, 6],
+            &mut example_rng(0, Stream::AugmentFirst, 0, 0),
+        );
         assert_eq!(out, [14, 15, 20, 21]);
     }
 }

@@ -177,6 +177,18 @@ pub fn fetch(
     checksum: Checksum,
     options: &DownloadOptions,
 ) -> Result<String, DataError> {
+    fetch_checked(urls, dest, size, Some(checksum), options)
+}
+
+/// [`fetch`] for a file whose checksum may not be pinned: without one, only the size (if
+/// known) is checked.
+pub(crate) fn fetch_checked(
+    urls: &[String],
+    dest: &Path,
+    size: Option<u64>,
+    checksum: Option<Checksum>,
+    options: &DownloadOptions,
+) -> Result<String, DataError> {
     let part = part_path(dest);
     let agent = agent(options);
     let mut last_error = None;
@@ -199,7 +211,7 @@ pub fn fetch(
     Err(last_error.unwrap_or_else(|| DataError::Offline { missing: vec![dest.display().to_string()] }))
 }
 
-fn part_path(dest: &Path) -> PathBuf {
+pub(crate) fn part_path(dest: &Path) -> PathBuf {
     let mut name = dest.file_name().unwrap_or_default().to_os_string();
     name.push(".part");
     dest.with_file_name(name)
@@ -224,7 +236,7 @@ fn fetch_one(
     url: &str,
     part: &Path,
     size: Option<u64>,
-    checksum: Checksum,
+    checksum: Option<Checksum>,
     options: &DownloadOptions,
 ) -> Result<(), DataError> {
     let mut attempt = 0;
@@ -250,6 +262,7 @@ fn fetch_one(
     {
         return Err(DataError::Size { path: part.to_owned(), expected, actual: actual_size });
     }
+    let Some(checksum) = checksum else { return Ok(()) };
     let mut hasher = Hasher::for_checksum(checksum);
     let mut reader = File::open(part).map_err(|e| DataError::io(part, e))?;
     let mut buffer = vec![0u8; 1 << 20];

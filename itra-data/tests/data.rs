@@ -523,3 +523,56 @@ fn debian_fmnist_counts_as_a_verified_source() {
     let status = itra_data::list(empty.path()).into_iter().find(|s| s.id == "fmnist").unwrap();
     assert!(status.is_ready(), "{status:?}");
 }
+
+#[test]
+fn encoders_come_from_the_mirror_and_pinned_digests_are_checked() {
+    use itra_data::download::FileSource;
+    use itra_data::encoder::{encoder_dir, fetch_encoder, fetch_encoder_spec};
+    use itra_data::registry::EncoderSpec;
+    use server::{Route, Server};
+
+    let files = [
+        ("config.json", b"{\"hidden_size\": 4}".to_vec()),
+        ("model.safetensors", vec![7u8; 300]),
+        ("tokenizer.json", b"{}".to_vec()),
+    ];
+    let routes = files
+        .iter()
+        .map(|(name, body)| {
+            (
+                fixtures::leak_str(format!("/m/encoders/bert-base-uncased/{name}")),
+                Route { body: body.clone(), ..Route::default() },
+            )
+        })
+        .collect();
+    let server = Server::start(routes);
+    let data = tempfile::tempdir().unwrap();
+    let options = itra_data::DownloadOptions { mirror: Some(server.url("/m")), mirror_only: true, ..quiet() };
+    let report = fetch_encoder("bert-base-uncased", data.path(), None, &options).unwrap();
+    let dir = encoder_dir(data.path(), "bert-base-uncased");
+    assert_eq!(report.dir, dir);
+    for ((name, body), fetched) in files.iter().zip(&report.files) {
+        assert_eq!(&std::fs::read(dir.join(name)).unwrap(), body);
+        let url = server.url(&format!("/m/encoders/bert-base-uncased/{name}"));
+        assert_eq!(fetched.source, FileSource::Downloaded { url });
+    }
+    // Present files are not fetched again.
+    let again = fetch_encoder("bert-base-uncased", data.path(), None, &options).unwrap();
+    assert!(again.files.iter().all(|f| f.source == FileSource::AlreadyPresent));
+    assert_eq!(server.log().len(), 3);
+
+    // A pinned digest that does not match leaves nothing behind.
+    let pinned: &'static [(&'static str, Option<&'static str>)] =
+        fixtures::leak(vec![("config.json", Some("0000000000000000000000000000000000000000000000000000000000000000"))])
+            .as_slice();
+    let spec = EncoderSpec {
+        id: "bert-base-uncased",
+        files: pinned,
+        ..*itra_data::registry::encoder("bert-base-uncased").unwrap()
+    };
+    let empty = tempfile::tempdir().unwrap();
+    let err = fetch_encoder_spec(&spec, empty.path(), &[], &options).unwrap_err();
+    assert!(err.to_string().contains("sha256 checksum mismatch"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(encoder_dir(empty.path(), "bert-base-uncased")).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -5,8 +5,11 @@
 //! architectures, `itra-data` datasets) and the one that writes results. It never downloads data
 //! itself; `itra-data` does.
 
+pub mod bench;
 pub mod config;
+pub mod data_cli;
 pub mod device;
+pub mod encode;
 pub mod experiments;
 pub mod figures;
 pub mod paper;

@@ -28,6 +28,39 @@ enum Command {
     /// Run the experiments behind a table or figure of the paper and write it next to the
     /// paper's numbers (finished runs are reused, interrupted ones resumed).
     Reproduce(ReproduceArgs),
+    /// List every registered architecture with its parameter and multiply-accumulate counts.
+    Models(ModelsArgs),
+    /// Fetch, inspect and verify datasets and pretrained encoders.
+    Data {
+        #[command(subcommand)]
+        command: itra_repro::data_cli::DataCommand,
+    },
+    /// Print the pooled last hidden state of a text encoder for each text.
+    Encode(itra_repro::encode::EncodeArgs),
+    /// Measure training throughput and memory (see docs/benchmarks.md).
+    Bench(itra_repro::bench::BenchArgs),
+}
+
+#[derive(Args)]
+struct ModelsArgs {
+    /// Number of classes of the head.
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    /// Input shape CxHxW (default: each architecture's reference shape).
+    #[arg(long)]
+    input: Option<String>,
+    /// Print JSON (one array) instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+fn parse_shape(text: &str) -> Result<[usize; 3]> {
+    let dims: Vec<usize> = text
+        .split('x')
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("input shape `{text}` is not CxHxW, e.g. 3x224x224"))?;
+    dims.try_into().map_err(|_| anyhow::anyhow!("input shape `{text}` needs three dimensions, e.g. 3x224x224"))
 }
 
 #[derive(Args)]
@@ -185,6 +218,28 @@ fn main() -> Result<()> {
                     last.images_per_second,
                     summary.peak_rss_mib.map_or("n/a".to_owned(), |m| format!("{m:.0} MiB"))
                 );
+            }
+        }
+        Command::Data { command } => itra_repro::data_cli::run(&command, &data_dir)?,
+        Command::Encode(args) => itra_repro::encode::run(&args, &data_dir)?,
+        Command::Bench(args) => itra_repro::bench::run(&args)?,
+        Command::Models(args) => {
+            let shape = args.input.as_deref().map(parse_shape).transpose()?;
+            let mut infos = Vec::new();
+            for &arch in Arch::ALL {
+                match itra_models::describe(arch, args.classes, shape.unwrap_or_else(|| arch.reference_input_shape())) {
+                    Ok(info) => infos.push(info),
+                    // An architecture that cannot take the asked-for input is named, not fatal.
+                    Err(err) => eprintln!("skipped {}: {err}", arch.name()),
+                }
+            }
+            if args.json {
+                println!("{}", serde_json::to_string_pretty(&infos)?);
+            } else {
+                println!("{:<20} {:>14} {:>16} {:>9}", "architecture", "parameters", "MACs per image", "feat_dim");
+                for info in infos {
+                    println!("{:<20} {:>14} {:>16} {:>9}", info.name, info.params, info.macs, info.feat_dim);
+                }
             }
         }
         Command::Reproduce(args) => {

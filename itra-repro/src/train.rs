@@ -361,7 +361,8 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
                     inference.forward_features(images2),
                     &labels2,
                 )?;
-                if let Some(same) = stats.same_class {
+                // Collapsed features (all distances 0) give no ratio rather than a NaN.
+                if let Some(same) = stats.same_class.filter(|_| stats.all_pairs > 0.0) {
                     sums.distance_trace.push((global_step, same / stats.all_pairs));
                 }
             }

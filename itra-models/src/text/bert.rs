@@ -28,7 +28,7 @@ impl BertEmbeddings {
     pub fn forward(&self, input_ids: Tensor<2, Int>, token_type_ids: Tensor<2, Int>) -> Tensor<3> {
         let [batch, seq] = input_ids.dims();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &input_ids.device()).reshape([1, seq]);
-        let positions = self.position_embeddings.forward(positions).expand([batch as i64, -1, -1]);
+        let positions = self.position_embeddings.forward(positions).repeat_dim(0, batch);
         let x = self.word_embeddings.forward(input_ids) + self.token_type_embeddings.forward(token_type_ids) + positions;
         self.dropout.forward(self.layer_norm.forward(x))
     }

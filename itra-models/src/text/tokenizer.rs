@@ -9,10 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tokenizers::{
-    PaddingDirection, PaddingParams, PaddingStrategy, Tokenizer, TruncationDirection, TruncationParams,
-    TruncationStrategy,
-};
+use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use super::config::ModelType;
 use super::{TextError, TokenIds};
@@ -90,6 +87,13 @@ impl TextTokenizer {
     /// to the longest of the batch (`tokenizer(texts, truncation=True, max_length=max_len,
     /// padding=True)`).
     pub fn encode(&self, texts: &[&str], max_len: usize) -> Result<TokenIds, TextError> {
+        let sequences = self.tokenize(texts, max_len)?;
+        Ok(self.pad(&sequences.iter().collect::<Vec<_>>()))
+    }
+
+    /// Tokenises `texts` with special tokens, each truncated to `max_len` tokens, unpadded
+    /// (to tokenise a dataset once and [`pad`](TextTokenizer::pad) each batch).
+    pub fn tokenize(&self, texts: &[&str], max_len: usize) -> Result<Vec<TokenSequence>, TextError> {
         let error = |message: String| TextError::Tokenizer { path: self.path.clone(), message };
         let mut tokenizer = self.tokenizer.clone();
         tokenizer
@@ -100,31 +104,49 @@ impl TextTokenizer {
                 stride: 0,
             }))
             .map_err(|e| error(e.to_string()))?;
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            direction: match self.side {
-                PaddingSide::Left => PaddingDirection::Left,
-                PaddingSide::Right => PaddingDirection::Right,
-            },
-            pad_to_multiple_of: None,
-            pad_id: self.pad_id,
-            pad_type_id: self.pad_type_id,
-            pad_token: self.pad_token.clone(),
-        }));
+        tokenizer.with_padding(None);
         let encodings = tokenizer.encode_batch(texts.to_vec(), true).map_err(|e| error(e.to_string()))?;
-        let seq_len = encodings.first().map_or(0, |e| e.len());
-        let mut ids = TokenIds {
-            batch: encodings.len(),
-            seq_len,
-            input_ids: Vec::with_capacity(encodings.len() * seq_len),
-            attention_mask: Vec::with_capacity(encodings.len() * seq_len),
-            token_type_ids: Vec::with_capacity(encodings.len() * seq_len),
-        };
-        for encoding in &encodings {
-            ids.input_ids.extend(encoding.get_ids().iter().map(|&t| i64::from(t)));
-            ids.attention_mask.extend(encoding.get_attention_mask().iter().map(|&t| i64::from(t)));
-            ids.token_type_ids.extend(encoding.get_type_ids().iter().map(|&t| i64::from(t)));
-        }
-        Ok(ids)
+        Ok(encodings
+            .iter()
+            .map(|e| TokenSequence { ids: e.get_ids().to_vec(), type_ids: e.get_type_ids().to_vec() })
+            .collect())
     }
+
+    /// Pads `sequences` to the longest one, on the family's side, with its padding token and
+    /// token type.
+    pub fn pad(&self, sequences: &[&TokenSequence]) -> TokenIds {
+        let seq_len = sequences.iter().map(|s| s.ids.len()).max().unwrap_or(0);
+        let mut ids = TokenIds {
+            batch: sequences.len(),
+            seq_len,
+            input_ids: Vec::with_capacity(sequences.len() * seq_len),
+            attention_mask: Vec::with_capacity(sequences.len() * seq_len),
+            token_type_ids: Vec::with_capacity(sequences.len() * seq_len),
+        };
+        for sequence in sequences {
+            let padding = seq_len - sequence.ids.len();
+            let pad = |ids: &mut TokenIds| {
+                ids.input_ids.extend(std::iter::repeat_n(i64::from(self.pad_id), padding));
+                ids.attention_mask.extend(std::iter::repeat_n(0, padding));
+                ids.token_type_ids.extend(std::iter::repeat_n(i64::from(self.pad_type_id), padding));
+            };
+            if self.side == PaddingSide::Left {
+                pad(&mut ids);
+            }
+            ids.input_ids.extend(sequence.ids.iter().map(|&t| i64::from(t)));
+            ids.attention_mask.extend(std::iter::repeat_n(1, sequence.ids.len()));
+            ids.token_type_ids.extend(sequence.type_ids.iter().map(|&t| i64::from(t)));
+            if self.side == PaddingSide::Right {
+                pad(&mut ids);
+            }
+        }
+        ids
+    }
+}
+
+/// One tokenised text, special tokens included, unpadded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSequence {
+    pub ids: Vec<u32>,
+    pub type_ids: Vec<u32>,
 }

@@ -222,6 +222,9 @@ pub struct XlNetSequenceSummary {
     pub summary: Linear,
     pub first_dropout: Dropout,
     pub last_dropout: Dropout,
+    /// `summary_activation = "tanh"` (else the identity).
+    #[module(skip)]
+    pub tanh: bool,
 }
 
 /// `XLNetForSequenceClassification`.
@@ -244,6 +247,7 @@ impl XlNetClassifier {
                 summary: linear(d_model, d_model, std, device),
                 first_dropout: DropoutConfig::new(config.summary_first_dropout).init(),
                 last_dropout: DropoutConfig::new(config.summary_last_dropout).init(),
+                tanh: config.summary_activation.as_deref() == Some("tanh"),
             },
             logits_proj: linear(d_model, num_classes, std, device),
         }
@@ -256,7 +260,8 @@ impl TextFeatureModel for XlNetClassifier {
         let [size, len, width] = hidden.dims();
         let last = hidden.narrow(1, len - 1, 1).reshape([size, width]);
         let summary = &self.sequence_summary;
-        summary.last_dropout.forward(summary.summary.forward(summary.first_dropout.forward(last)).tanh())
+        let projected = summary.summary.forward(summary.first_dropout.forward(last));
+        summary.last_dropout.forward(if summary.tanh { projected.tanh() } else { projected })
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

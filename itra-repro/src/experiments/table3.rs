@@ -31,7 +31,8 @@ fn config(dataset: &str, arch: Arch, method: Method, lambda: f64, batch: usize, 
         Profile::Smoke => {
             // Batch sizes scaled by 1/25 (1/32 for ImageNet): the relation between them is what counts.
             let arch = if arch == Arch::ResNet101Cifar { Arch::ResNet18Cifar } else { arch };
-            vision_config(SMOKE_DATA, arch, method, lambda, sgd, 1, (batch / 25).max(2))
+            let adam = OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 };
+            vision_config(SMOKE_DATA, arch, method, lambda, adam, 1, (batch / 25).max(2))
         }
     }
 }

@@ -1,9 +1,10 @@
 //! Line and scatter figures rendered with `plotters`, each written as a PNG and an SVG.
 //!
-//! Text goes through plotters' `ab_glyph` backend, which needs a TTF file at run time instead of
-//! linking fontconfig and freetype. [`font_path`] says which one: `$ITRA_FONT` if set, else the
-//! first of a few common system locations (DejaVu Sans from `fonts-dejavu-core` on Debian and
-//! Ubuntu). The SVGs name the `sans-serif` family and leave the glyphs to the viewer.
+//! Text is laid out with `ab_glyph` from a TTF file found at run time, so nothing links fontconfig
+//! or freetype. [`font_path`] says which file: `$ITRA_FONT` if set, else the first of a few common
+//! system locations (DejaVu Sans from `fonts-dejavu-core` on Debian and Ubuntu). The PNGs rasterise
+//! glyphs here (see `GlyphBitmap`); the SVGs keep text as `<text>` in the `sans-serif` family and
+//! leave the glyphs to the viewer.
 //!
 //! **Writes are atomic**: each file is rendered in memory, written to `<stem>.<ext>.partial` and
 //! renamed, so a figure on disk is always a finished one.
@@ -13,11 +14,13 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use ab_glyph::{Font, FontRef, ScaleFont};
 use image::ImageEncoder;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::register_font;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
+use plotters_backend::{BackendColor, BackendCoord, BackendTextStyle, DrawingErrorKind};
 use serde::{Deserialize, Serialize};
 
 /// Environment variable naming a `.ttf`/`.otf` file to draw text with.
@@ -145,20 +148,32 @@ fn display_paths(paths: &[PathBuf]) -> String {
     shown.join(", ")
 }
 
-/// The font file figure text is drawn with, registering it with plotters on the first call.
+/// The font file figure text is drawn with, loading and registering it on the first call.
 /// `$ITRA_FONT` is read once per process.
 pub fn font_path() -> Result<PathBuf, FontError> {
-    static FONT: OnceLock<Result<PathBuf, FontError>> = OnceLock::new();
+    loaded_font().map(|font| font.path.clone())
+}
+
+struct LoadedFont {
+    path: PathBuf,
+    face: FontRef<'static>,
+}
+
+fn loaded_font() -> Result<&'static LoadedFont, FontError> {
+    static FONT: OnceLock<Result<LoadedFont, FontError>> = OnceLock::new();
     FONT.get_or_init(|| {
         let path = find_font(std::env::var_os(FONT_ENV), FONT_CANDIDATES)?;
-        register(&path, FontStyle::Normal)?;
-        // Titles ask for bold; plotters falls back to the regular face if this is absent.
-        if let Some(bold) = bold_sibling(&path) {
-            let _ = register(&bold, FontStyle::Bold);
-        }
-        Ok(path)
+        let bytes = std::fs::read(&path)
+            .map_err(|err| FontError::Unreadable { path: path.clone(), message: err.to_string() })?;
+        // plotters keeps fonts for the life of the process and wants `&'static`; this runs once
+        // per process, so leaking is the honest lifetime.
+        let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+        let face = FontRef::try_from_slice(bytes).map_err(|_| FontError::Invalid { path: path.clone() })?;
+        register_font(FONT_FAMILY, FontStyle::Normal, bytes).map_err(|_| FontError::Invalid { path: path.clone() })?;
+        Ok(LoadedFont { path, face })
     })
-    .clone()
+    .as_ref()
+    .map_err(Clone::clone)
 }
 
 /// `$ITRA_FONT` when set (and it must then exist), else the first existing candidate.
@@ -175,27 +190,6 @@ fn find_font(from_env: Option<OsString>, candidates: &[&str]) -> Result<PathBuf,
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .ok_or_else(|| FontError::NotFound { searched: candidates.iter().map(PathBuf::from).collect() })
-}
-
-fn bold_sibling(regular: &Path) -> Option<PathBuf> {
-    let name = regular.file_name()?.to_str()?;
-    let bold_name = if name.contains("-Regular.") {
-        name.replace("-Regular.", "-Bold.")
-    } else {
-        let (stem, ext) = name.rsplit_once('.')?;
-        format!("{stem}-Bold.{ext}")
-    };
-    let bold = regular.with_file_name(bold_name);
-    bold.is_file().then_some(bold)
-}
-
-fn register(path: &Path, style: FontStyle) -> Result<(), FontError> {
-    let bytes =
-        std::fs::read(path).map_err(|err| FontError::Unreadable { path: path.to_owned(), message: err.to_string() })?;
-    // plotters keeps fonts for the life of the process and wants `&'static`; this runs at most
-    // twice per process (regular and bold), so leaking is the honest lifetime.
-    let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    register_font(FONT_FAMILY, style, bytes).map_err(|_| FontError::Invalid { path: path.to_owned() })
 }
 
 fn font(size: f64) -> FontDesc<'static> {
@@ -228,6 +222,19 @@ fn caption_height(lines: &[String]) -> u32 {
     if lines.is_empty() { 0 } else { lines.len() as u32 * CAPTION_LINE_HEIGHT + 2 * BLOCK_PADDING }
 }
 
+/// Tick labels without plotters' trailing `.0` on whole numbers (`20`, not `20.0`).
+fn tick_label(value: &f64) -> String {
+    let magnitude = value.abs();
+    if magnitude == 0.0 {
+        return "0".to_owned();
+    }
+    if !(1e-3..1e6).contains(&magnitude) {
+        return format!("{value:.1e}");
+    }
+    let fixed = format!("{value:.6}");
+    fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
 fn series_color(index: usize) -> RGBColor {
     if let Some(&color) = PALETTE.get(index) {
         return color;
@@ -247,15 +254,162 @@ fn draw_error<E: std::error::Error + Send + Sync>(err: DrawingAreaErrorKind<E>) 
     err.to_string()
 }
 
+/// `BitMapBackend` with text rasterised here. plotters 0.3.7's `ab_glyph` path drops each glyph's
+/// left side bearing, which renders "ITRA" as "I TRA" and "vanilla" as "vanill a"; this places
+/// every glyph at its pen position plus kerning, with its own bounds.
+struct GlyphBitmap<'a> {
+    inner: BitMapBackend<'a>,
+    face: &'static FontRef<'static>,
+}
+
+impl DrawingBackend for GlyphBitmap<'_> {
+    type ErrorType = <BitMapBackend<'static> as DrawingBackend>::ErrorType;
+
+    fn get_size(&self) -> (u32, u32) {
+        self.inner.get_size()
+    }
+
+    fn ensure_prepared(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.ensure_prepared()
+    }
+
+    fn present(&mut self) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.present()
+    }
+
+    fn draw_pixel(
+        &mut self,
+        point: BackendCoord,
+        color: BackendColor,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_pixel(point, color)
+    }
+
+    fn draw_line<S: plotters_backend::BackendStyle>(
+        &mut self,
+        from: BackendCoord,
+        to: BackendCoord,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_line(from, to, style)
+    }
+
+    fn draw_rect<S: plotters_backend::BackendStyle>(
+        &mut self,
+        upper_left: BackendCoord,
+        bottom_right: BackendCoord,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_rect(upper_left, bottom_right, style, fill)
+    }
+
+    fn draw_path<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        path: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_path(path, style)
+    }
+
+    fn draw_circle<S: plotters_backend::BackendStyle>(
+        &mut self,
+        center: BackendCoord,
+        radius: u32,
+        style: &S,
+        fill: bool,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.draw_circle(center, radius, style, fill)
+    }
+
+    fn fill_polygon<S: plotters_backend::BackendStyle, I: IntoIterator<Item = BackendCoord>>(
+        &mut self,
+        vert: I,
+        style: &S,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.fill_polygon(vert, style)
+    }
+
+    fn blit_bitmap(
+        &mut self,
+        pos: BackendCoord,
+        size: (u32, u32),
+        src: &[u8],
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        self.inner.blit_bitmap(pos, size, src)
+    }
+
+    fn draw_text<TStyle: BackendTextStyle>(
+        &mut self,
+        text: &str,
+        style: &TStyle,
+        pos: BackendCoord,
+    ) -> Result<(), DrawingErrorKind<Self::ErrorType>> {
+        let color = style.color();
+        if color.alpha == 0.0 {
+            return Ok(());
+        }
+        // The same scale plotters' own ab_glyph layout uses, so its size estimates hold.
+        let font = self.face.as_scaled(style.size() as f32);
+        let ascent = font.ascent();
+        let mut glyphs = Vec::with_capacity(text.len());
+        let mut pen = 0.0_f32;
+        let mut previous = None;
+        for c in text.chars() {
+            let id = font.glyph_id(c);
+            if let Some(previous) = previous {
+                pen += font.kern(previous, id);
+            }
+            glyphs.push(id.with_scale_and_position(font.scale(), ab_glyph::point(pen, ascent)));
+            pen += font.h_advance(id);
+            previous = Some(id);
+        }
+        let dx = match style.anchor().h_pos {
+            HPos::Left => 0.0,
+            HPos::Center => -pen / 2.0,
+            HPos::Right => -pen,
+        };
+        // y grows downwards from the top of the ascent; Center puts half the cap height (about
+        // 0.39 of the ascent in common sans faces) on the anchor, which centres digits on ticks.
+        let dy = match style.anchor().v_pos {
+            VPos::Top => 0.0,
+            VPos::Center => -ascent + 0.39 * ascent,
+            VPos::Bottom => -(ascent - font.descent()),
+        };
+        let transform = style.transform();
+        let (width, height) = self.get_size();
+        let mut pixels = Vec::new();
+        for glyph in glyphs {
+            let Some(outline) = font.outline_glyph(glyph) else { continue };
+            let bounds = outline.px_bounds();
+            outline.draw(|x, y, coverage| {
+                let x = (bounds.min.x + x as f32 + dx).round() as i32;
+                let y = (bounds.min.y + y as f32 + dy).round() as i32;
+                pixels.push((transform.transform(x, y), coverage));
+            });
+        }
+        for ((x, y), coverage) in pixels {
+            let (x, y) = (pos.0 + x, pos.1 + y);
+            if coverage > 0.0 && x >= 0 && y >= 0 && (x as u32) < width && (y as u32) < height {
+                let ink = BackendColor { alpha: color.alpha * f64::from(coverage.min(1.0)), rgb: color.rgb };
+                self.inner.draw_pixel((x, y), ink)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Draws `figure` twice, to memory, and writes `<stem>.png` and `<stem>.svg` atomically.
 fn render(figure: &impl Figure, out_stem: &Path) -> Result<(PathBuf, PathBuf), PlotError> {
     let png_path = with_extension_appended(out_stem, "png");
     let svg_path = with_extension_appended(out_stem, "svg");
     let (width, height) = figure.size();
+    let font = loaded_font()?;
 
     let mut pixels = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, (width, height)).into_drawing_area();
+        let backend = GlyphBitmap { inner: BitMapBackend::with_buffer(&mut pixels, (width, height)), face: &font.face };
+        let root = backend.into_drawing_area();
         figure
             .draw(&root)
             .and_then(|()| root.present().map_err(draw_error))
@@ -418,6 +572,8 @@ fn draw_line_panel<DB: DrawingBackend>(panel: &Panel, area: &DrawingArea<DB, Shi
         .y_desc(&panel.y_label)
         .axis_desc_style(font(AXIS_TITLE_FONT))
         .label_style(font(TICK_FONT))
+        .x_label_formatter(&tick_label)
+        .y_label_formatter(&tick_label)
         .bold_line_style(RGBColor(222, 222, 222))
         .light_line_style(RGBColor(242, 242, 242))
         .x_labels(7)
@@ -567,6 +723,8 @@ impl ScatterFigure<'_> {
             .y_desc("t-SNE 2")
             .axis_desc_style(font(AXIS_TITLE_FONT))
             .label_style(font(TICK_FONT))
+            .x_label_formatter(&tick_label)
+            .y_label_formatter(&tick_label)
             .x_labels(5)
             .y_labels(5)
             .draw()
@@ -718,7 +876,8 @@ mod tests {
         assert_eq!(svg, dir.path().join("fig1.svg"));
 
         let image = decode(&png);
-        let expected_height = LINE_PANEL_SIZE.1 + caption_height(&wrap_caption(&caption, 1640));
+        let expected_height =
+            LINE_PANEL_SIZE.1 + caption_height(&wrap_caption(&caption, 3 * LINE_PANEL_SIZE.0 - 2 * SIDE_MARGIN));
         assert_eq!(image.dimensions(), (3 * LINE_PANEL_SIZE.0, expected_height));
         assert!(distinct_colours(&image) > 50, "png looks flat");
         // The caption block is not blank: text was drawn there.
@@ -858,6 +1017,55 @@ mod tests {
         let range = 0.0..19.0;
         assert!(matches!(emptiest_corner(&rising, &range, &range, 2), SeriesLabelPosition::LowerRight));
         assert!(matches!(emptiest_corner(&falling, &range, &range, 2), SeriesLabelPosition::UpperRight));
+    }
+
+    /// Columns and rows holding ink after drawing `text` at (100, 50) with `style`.
+    fn ink_extent(text: &str, style: TextStyle) -> (std::ops::RangeInclusive<u32>, std::ops::RangeInclusive<u32>) {
+        let face = &loaded_font().unwrap().face;
+        let (width, height) = (200u32, 100u32);
+        let mut pixels = vec![255u8; (width * height * 3) as usize];
+        {
+            let backend = GlyphBitmap { inner: BitMapBackend::with_buffer(&mut pixels, (width, height)), face };
+            let root = backend.into_drawing_area();
+            root.draw_text(text, &style, (100, 50)).unwrap();
+            root.present().unwrap();
+        }
+        let image = image::RgbImage::from_raw(width, height, pixels).unwrap();
+        let inked: Vec<(u32, u32)> =
+            image.enumerate_pixels().filter(|(_, _, p)| p.0[0] < 128).map(|(x, y, _)| (x, y)).collect();
+        let xs = inked.iter().map(|p| p.0);
+        let ys = inked.iter().map(|p| p.1);
+        (xs.clone().min().unwrap()..=xs.max().unwrap(), ys.clone().min().unwrap()..=ys.max().unwrap())
+    }
+
+    #[test]
+    fn bitmap_text_honours_anchor_and_rotation() {
+        let centred = TextStyle::from(font(24.0)).color(&BLACK).pos(Pos::new(HPos::Center, VPos::Center));
+        let (columns, rows) = ink_extent("ITRA", centred.clone());
+        let middle = (columns.start() + columns.end()) as f64 / 2.0;
+        assert!((middle - 100.0).abs() <= 3.0, "ink centred at x = {middle}");
+        let middle = (rows.start() + rows.end()) as f64 / 2.0;
+        assert!((middle - 50.0).abs() <= 3.0, "ink centred at y = {middle}");
+        // "ITRA" is about two em wide: wider than tall, but no wider than plotters' own estimate.
+        let ink_width = columns.end() - columns.start() + 1;
+        assert!(ink_width > rows.end() - rows.start());
+        assert!(ink_width <= text_width(24.0, "ITRA"));
+
+        let (columns, rows) = ink_extent("ITRA", centred.transform(FontTransform::Rotate270));
+        assert!(rows.end() - rows.start() > columns.end() - columns.start(), "rotated text should run upwards");
+
+        let left = TextStyle::from(font(24.0)).color(&BLACK).pos(Pos::new(HPos::Left, VPos::Top));
+        let (columns, rows) = ink_extent("ITRA", left);
+        assert!((100..=103).contains(columns.start()) && (50..=56).contains(rows.start()));
+    }
+
+    #[test]
+    fn tick_labels_drop_float_noise() {
+        assert_eq!(tick_label(&20.0), "20");
+        assert_eq!(tick_label(&0.30000000000000004), "0.3");
+        assert_eq!(tick_label(&-0.0), "0");
+        assert_eq!(tick_label(&92.5), "92.5");
+        assert_eq!(tick_label(&2.5e-5), "2.5e-5");
     }
 
     #[test]

@@ -195,7 +195,7 @@ fn run(data: &[f32], dim: usize, config: &TsneConfig, kl_every: usize) -> Result
     if dim == 0 {
         return Err(TsneError::ZeroDimension);
     }
-    if data.len() % dim != 0 {
+    if !data.len().is_multiple_of(dim) {
         return Err(TsneError::FlatLengthMismatch { len: data.len(), dim });
     }
     let n = data.len() / dim;
@@ -239,8 +239,10 @@ fn run(data: &[f32], dim: usize, config: &TsneConfig, kl_every: usize) -> Result
         // Jacobs' (1988) delta-bar-delta gains, as in the reference implementation: grow a
         // coordinate's step while the gradient keeps opposing the last update.
         for k in 0..2 * n {
-            gains[k] =
-                f64::max(if (gradient[k] > 0.0) != (update[k] > 0.0) { gains[k] + 0.2 } else { gains[k] * 0.8 }, MIN_GAIN);
+            gains[k] = f64::max(
+                if (gradient[k] > 0.0) != (update[k] > 0.0) { gains[k] + 0.2 } else { gains[k] * 0.8 },
+                MIN_GAIN,
+            );
             update[k] = momentum * update[k] - learning_rate * gains[k] * gradient[k];
             embedding[k] += update[k];
         }
@@ -250,7 +252,7 @@ fn run(data: &[f32], dim: usize, config: &TsneConfig, kl_every: usize) -> Result
         }
 
         let done = iteration + 1;
-        if done % kl_every == 0 || done == config.iterations {
+        if done.is_multiple_of(kl_every) || done == config.iterations {
             kl_trace.push((done, kl_divergence(&joint_p, &embedding, n, &mut kernel)));
         }
     }
@@ -283,9 +285,9 @@ fn squared_distances(data: &[f32], dim: usize) -> Vec<f64> {
 
 /// Outcome of one row's bandwidth search.
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(test), allow(dead_code))] // read by the tests only
 struct RowFit {
     /// Precision `1 / (2 sigma_i^2)` of the Gaussian.
-    #[cfg_attr(not(test), allow(dead_code))]
     beta: f64,
     /// Entropy of the row's conditional distribution, in nats.
     entropy: f64,
@@ -461,7 +463,7 @@ mod tests {
     #[test]
     fn separated_clusters_stay_separated() {
         let (points, labels) = blobs(3, 40, 20, 12.0);
-        let embedding = tsne(&points, &fast_config(10.0, 300)).unwrap();
+        let embedding = tsne(&points, &fast_config(10.0, 400)).unwrap();
         assert_eq!(embedding.len(), points.len());
 
         for (i, &p) in embedding.iter().enumerate() {

@@ -1,0 +1,382 @@
+//! Fine-tuning a pretrained text encoder with its classification head: the text branch of
+//! `itra train` (the paper's Table 4), the same loop as [`crate::train`] on token batches.
+//!
+//! Differences from the vision loop, all fixed here rather than configured:
+//! - batches are padded to their longest sequence (dynamic padding), after truncation to
+//!   `max_len` tokens; the dataset is tokenised once before training;
+//! - `OptimizerConfig::Adam` runs **AdamW** (decoupled weight decay, as `transformers`'
+//!   fine-tuning recipes), SGD as in the vision loop;
+//! - the learning rate warms up linearly over the first [`WARMUP_FRACTION`] of all steps, then
+//!   follows the configured schedule;
+//! - Figure 1's distance ratio is measured every [`DISTANCE_EVERY`] steps on the training
+//!   forward's features, and only for methods that forward `S2`;
+//! - no checkpoints: an interrupted text run starts again (it writes `result.json` at the end).
+//!
+//! # The `ag_news-test-split` dataset
+//! The CPU reproduction trains on AG News' 7,600-example **test** CSV alone, split once with a
+//! fixed seed ([`SPLIT_SEED`], independent of the run's seed, so every run evaluates on the same
+//! examples) and stratified by class into 80% training and 20% held-out evaluation. The file is
+//! `$ITRA_AG_NEWS_TEST` if set, else `../shared/data/ag_news/test.csv` (relative to the working
+//! directory, then to the workspace root), else `<data_dir>/ag_news/ag_news_csv/test.csv`.
+
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::tensor::Device;
+use indicatif::{ProgressBar, ProgressStyle};
+use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
+use itra_data::{Split, TextDataset};
+use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
+
+use crate::config::{ExperimentConfig, ModelConfig, OptimizerConfig};
+use crate::encode::{Encoder, resolve_encoder};
+use crate::pipeline::{PairedSampler, Stream, init_seed, rng};
+use crate::provenance::{Provenance, write_atomic};
+use crate::train::{DISTANCE_EVERY, EpochMetrics, RunOptions, RunSummary, peak_rss_mib};
+
+/// The dataset id of the 80/20 split of AG News' test CSV.
+pub const AG_NEWS_TEST_SPLIT: &str = "ag_news-test-split";
+/// The environment variable naming AG News' `test.csv` for [`AG_NEWS_TEST_SPLIT`].
+pub const AG_NEWS_TEST_ENV: &str = "ITRA_AG_NEWS_TEST";
+/// Seed of the [`AG_NEWS_TEST_SPLIT`] split.
+pub const SPLIT_SEED: u64 = 0;
+/// Share of [`AG_NEWS_TEST_SPLIT`] used for training.
+pub const TRAIN_FRACTION: f64 = 0.8;
+/// Share of all steps over which the learning rate warms up from 0.
+pub const WARMUP_FRACTION: f64 = 0.06;
+/// Sequences per evaluation batch.
+const EVAL_BATCH: usize = 64;
+
+/// Whether `id` names a text dataset this module trains on.
+pub fn is_text_dataset(id: &str) -> bool {
+    id == AG_NEWS_TEST_SPLIT || itra_data::registry::spec(id).is_ok_and(|s| matches!(s.format, itra_data::registry::Format::ZhangCsv { .. }))
+}
+
+/// AG News' test CSV for [`AG_NEWS_TEST_SPLIT`] (see the module docs for the search order).
+pub fn ag_news_test_csv(data_dir: &Path) -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(AG_NEWS_TEST_ENV) {
+        return Ok(PathBuf::from(path));
+    }
+    let relative = Path::new("../shared/data/ag_news/test.csv");
+    let candidates = [
+        relative.to_owned(),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative),
+        data_dir.join("ag_news/ag_news_csv/test.csv"),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
+        format!(
+            "AG News test.csv not found; set {AG_NEWS_TEST_ENV} or place it at one of: {}",
+            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
+/// Indices of a stratified split: per class, a [`SPLIT_SEED`] shuffle whose first
+/// `round(fraction * n_class)` go to the first part. Both parts are in ascending order.
+pub fn stratified_split(labels: &[u32], num_classes: usize, fraction: f64, seed: u64) -> (Vec<usize>, Vec<usize>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let (mut first, mut second) = (Vec::new(), Vec::new());
+    for class in 0..num_classes as u32 {
+        let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
+        members.shuffle(&mut rng);
+        let cut = (fraction * members.len() as f64).round() as usize;
+        first.extend_from_slice(&members[..cut]);
+        second.extend_from_slice(&members[cut..]);
+    }
+    first.sort_unstable();
+    second.sort_unstable();
+    (first, second)
+}
+
+/// The training and evaluation sets of `config` (limits applied as in the vision loop).
+pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(TextDataset, TextDataset)> {
+    let id = config.data.dataset.as_str();
+    let (mut train, mut test) = if id == AG_NEWS_TEST_SPLIT {
+        let path = ag_news_test_csv(data_dir)?;
+        let spec = itra_data::registry::spec("ag_news")?;
+        let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        let all = itra_data::text::parse(std::io::BufReader::new(file), &path, 2, spec.class_names)?;
+        let (train, held_out) = stratified_split(&all.labels, all.num_classes, TRAIN_FRACTION, SPLIT_SEED);
+        (all.subset(&train), all.subset(&held_out))
+    } else {
+        (
+            itra_data::load_text_dataset(id, data_dir, Split::Train)?,
+            itra_data::load_text_dataset(id, data_dir, Split::Test)?,
+        )
+    };
+    if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut rng(config.seed, Stream::Subset, 0));
+        train = train.subset(&order[..limit]);
+    }
+    if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
+        test = test.subset(&(0..limit).collect::<Vec<_>>());
+    }
+    Ok((train, test))
+}
+
+fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+    match *config {
+        OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
+            let mut sgd = SgdConfig::new();
+            if momentum > 0.0 {
+                sgd = sgd.with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)));
+            }
+            if weight_decay > 0.0 {
+                sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
+            }
+            sgd.init()
+        }
+        OptimizerConfig::Adam { weight_decay, .. } => AdamWConfig::new().with_weight_decay(weight_decay as f32).init(),
+    }
+}
+
+/// Tokenised examples with their labels.
+struct TokenizedSet {
+    sequences: Vec<TokenSequence>,
+    labels: Vec<usize>,
+}
+
+impl TokenizedSet {
+    fn new(tokenizer: &TextTokenizer, data: &TextDataset, max_len: usize) -> Result<Self> {
+        let texts: Vec<&str> = data.texts.iter().map(String::as_str).collect();
+        let sequences = tokenizer.tokenize(&texts, max_len)?;
+        Ok(TokenizedSet { sequences, labels: data.labels.iter().map(|&l| l as usize).collect() })
+    }
+
+    fn batch(&self, tokenizer: &TextTokenizer, indices: &[usize], device: &Device) -> (itra_models::TokenBatch, Vec<usize>) {
+        let rows: Vec<&TokenSequence> = indices.iter().map(|&i| &self.sequences[i]).collect();
+        let labels = indices.iter().map(|&i| self.labels[i]).collect();
+        (tokenizer.pad(&rows).to_batch(device), labels)
+    }
+}
+
+/// Accuracy (percent) and mean cross-entropy of `model` on `set`, in batches sorted by length
+/// (padding changes nothing but speed).
+fn evaluate(model: &TextModel, tokenizer: &TextTokenizer, set: &TokenizedSet, device: &Device) -> (f64, f64) {
+    let mut order: Vec<usize> = (0..set.labels.len()).collect();
+    order.sort_by_key(|&i| set.sequences[i].ids.len());
+    let (mut correct, mut ce_sum) = (0usize, 0f64);
+    for chunk in order.chunks(EVAL_BATCH) {
+        let (batch, labels) = set.batch(tokenizer, chunk, device);
+        let logits: Vec<f32> = model.forward(&batch).into_data().iter::<f32>().collect();
+        let classes = logits.len() / chunk.len();
+        for (row, &label) in logits.chunks_exact(classes).zip(&labels) {
+            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            let log_sum = row.iter().map(|&z| f64::from(z - max).exp()).sum::<f64>().ln() + f64::from(max);
+            ce_sum += log_sum - f64::from(row[label]);
+            let predicted = row.iter().enumerate().fold(0, |best, (k, &z)| if z > row[best] { k } else { best });
+            correct += usize::from(predicted == label);
+        }
+    }
+    let n = set.labels.len().max(1) as f64;
+    (100.0 * correct as f64 / n, ce_sum / n)
+}
+
+/// Fine-tunes `config`'s text encoder, writing `config.json` (provenance) and `metrics.jsonl`
+/// into the run directory like [`crate::train::train`].
+pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
+    let ModelConfig::Text { encoder, max_len } = &config.model else {
+        bail!("model `{}` is a vision architecture; it trains on image datasets", config.model.name());
+    };
+    let device = config.device.autodiff_device()?;
+    let eval_device = config.device.device()?;
+    let (train_set, test_set) = load_text_data(config, &options.data_dir)?;
+    if train_set.len() < config.batch_size {
+        bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
+    }
+    device.seed(init_seed(config.seed));
+    let dir = resolve_encoder(encoder, &options.data_dir)?;
+    let Encoder { mut model, tokenizer, .. } = Encoder::load(&dir, train_set.num_classes, &device)?;
+    let train_tokens = TokenizedSet::new(&tokenizer, &train_set, *max_len)?;
+    let test_tokens = TokenizedSet::new(&tokenizer, &test_set, *max_len)?;
+
+    let mut optim = optimizer(&config.optimizer);
+    let loss = &config.loss;
+    let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
+        .with_lambda(loss.lambda)
+        .with_second_batch(loss.second_batch)
+        .with_center_alpha(loss.center_alpha)
+        .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
+        .init(&device)?;
+
+    let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
+    let steps = sampler.steps_per_epoch();
+    let total_steps = steps * config.epochs;
+    let warmup_steps = ((WARMUP_FRACTION * total_steps as f64).ceil() as usize).max(1);
+
+    fs::create_dir_all(&options.run_dir)
+        .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
+    Provenance::new(config).write(&options.run_dir)?;
+    let metrics_path = options.run_dir.join("metrics.jsonl");
+    let mut metrics_file = BufWriter::new(
+        File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
+    );
+
+    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid progress template"),
+    );
+
+    let mut history = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        let (first_order, second_order) = sampler.epoch_orders(epoch);
+        let mut sums = Sums::default();
+        let started = Instant::now();
+        for step in 0..steps {
+            let global_step = epoch * steps + step;
+            let warmup = ((global_step + 1) as f64 / warmup_steps as f64).min(1.0);
+            let lr = warmup * config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
+            let (batch, labels) = train_tokens.batch(&tokenizer, sampler.batch(&first_order, step), &device);
+            let h1 = model.forward_features(&batch);
+            let logits = model.forward_head(h1.clone());
+            let second_labels;
+            let second = match objective.second_forward() {
+                SecondForward::None => None,
+                mode => {
+                    let (batch2, labels2) = train_tokens.batch(&tokenizer, sampler.batch(&second_order, step), &device);
+                    second_labels = labels2;
+                    let mut h2 = model.forward_features(&batch2);
+                    if mode == SecondForward::Detached {
+                        h2 = h2.detach();
+                    }
+                    Some(SecondBatch { features: h2, labels: &second_labels })
+                }
+            };
+            // Figure 1's ratio, here from the training forward's features (no extra pass).
+            if let Some(second) = second.as_ref().filter(|_| global_step % DISTANCE_EVERY == 0) {
+                let stats = DistanceStats::compute(h1.clone(), &labels, second.features.clone(), second.labels)?;
+                if let Some(same) = stats.same_class {
+                    let ratio = same / stats.all_pairs;
+                    sums.distance_ratio += ratio;
+                    sums.distance_steps += 1;
+                    sums.distance_trace.push((global_step, ratio));
+                }
+            }
+            let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
+            let total: f64 = parts.total.clone().into_scalar();
+            if !total.is_finite() {
+                bail!("nan or infinity in the training loss at epoch {epoch}, step {step} (lr {lr})");
+            }
+            sums.loss += total;
+            sums.ce += parts.ce.clone().detach().into_scalar::<f64>();
+            if let Some(term) = parts.regularizer {
+                sums.regularizer += term.detach().into_scalar::<f64>();
+                sums.regularizer_steps += 1;
+            }
+            if let Some(sigma) = parts.sigma {
+                sums.sigma += sigma;
+                sums.sigma_steps += 1;
+            }
+            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
+            model = optim.step(lr, model, grads);
+            sums.steps += 1;
+            let seconds = started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "epoch {} loss {:.4} {:.1} seq/s",
+                epoch + 1,
+                sums.loss / sums.steps as f64,
+                (sums.steps * config.batch_size) as f64 / seconds.max(1e-9)
+            ));
+            bar.inc(1);
+        }
+        let train_seconds = started.elapsed().as_secs_f64();
+        let (test_accuracy, test_ce) = evaluate(&model.valid(), &tokenizer, &test_tokens, &eval_device);
+        let metrics = sums.finish(epoch, train_seconds, config.batch_size, test_accuracy, test_ce);
+        serde_json::to_writer(&mut metrics_file, &metrics)?;
+        writeln!(metrics_file)?;
+        metrics_file.flush()?;
+        let line = format!(
+            "epoch {:>3}: train loss {:.4}  held-out accuracy {:.2}%  held-out CE {:.4}  {:.1} seq/s",
+            epoch + 1,
+            metrics.train_loss,
+            metrics.test_accuracy,
+            metrics.test_ce,
+            metrics.images_per_second
+        );
+        if bar.is_hidden() {
+            println!("{line}");
+        } else {
+            bar.println(line);
+        }
+        history.push(metrics);
+    }
+    bar.finish_and_clear();
+    let summary = RunSummary {
+        config_hash: config.hash(),
+        run_dir: options.run_dir.clone(),
+        epochs: history,
+        peak_rss_mib: peak_rss_mib(),
+        resumed_from_epoch: 0,
+    };
+    write_atomic(&options.run_dir.join("result.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    Ok(summary)
+}
+
+#[derive(Default)]
+struct Sums {
+    steps: usize,
+    loss: f64,
+    ce: f64,
+    regularizer: f64,
+    regularizer_steps: usize,
+    sigma: f64,
+    sigma_steps: usize,
+    distance_ratio: f64,
+    distance_steps: usize,
+    distance_trace: Vec<(usize, f64)>,
+}
+
+impl Sums {
+    fn finish(&self, epoch: usize, train_seconds: f64, batch_size: usize, test_accuracy: f64, test_ce: f64) -> EpochMetrics {
+        let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
+        let steps = self.steps.max(1) as f64;
+        EpochMetrics {
+            epoch: epoch + 1,
+            train_loss: self.loss / steps,
+            train_ce: self.ce / steps,
+            train_regularizer: mean(self.regularizer, self.regularizer_steps),
+            sigma: mean(self.sigma, self.sigma_steps),
+            distance_ratio: mean(self.distance_ratio, self.distance_steps),
+            distance_trace: self.distance_trace.clone(),
+            val_accuracy: None,
+            val_ce: None,
+            test_accuracy,
+            test_ce,
+            // Sequences per second for text runs.
+            images_per_second: (self.steps * batch_size) as f64 / train_seconds.max(1e-9),
+            train_seconds,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stratified_split_keeps_class_shares_and_is_reproducible() {
+        let labels: Vec<u32> = (0..1000).map(|i| (i % 4) as u32).collect();
+        let (train, held_out) = stratified_split(&labels, 4, 0.8, SPLIT_SEED);
+        assert_eq!((train.len(), held_out.len()), (800, 200));
+        for class in 0..4 {
+            assert_eq!(held_out.iter().filter(|&&i| labels[i] == class).count(), 50);
+        }
+        let mut all: Vec<usize> = train.iter().chain(&held_out).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+        assert_eq!(stratified_split(&labels, 4, 0.8, SPLIT_SEED), (train.clone(), held_out));
+        assert_ne!(stratified_split(&labels, 4, 0.8, SPLIT_SEED + 1).0, train);
+    }
+}
