@@ -37,7 +37,6 @@ pub struct TextTokenizer {
     path: PathBuf,
     pad_id: u32,
     pad_type_id: u32,
-    pad_token: String,
     side: PaddingSide,
 }
 
@@ -69,7 +68,6 @@ impl TextTokenizer {
             path: path.to_owned(),
             pad_id,
             pad_type_id,
-            pad_token,
             side: PaddingSide::of(model_type),
         })
     }

@@ -11,7 +11,7 @@
 use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig, Embedding, Initializer, LayerNorm, Linear};
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{Activation, XlNetConfig};
 use super::layers::{embedding, layer_norm, linear};
