@@ -74,7 +74,8 @@ fn check_tiny(name: &str, model_type: ModelType) {
     let batch = token_ids(&expected).to_batch(&device);
 
     let hidden = model.last_hidden_state(&batch);
-    let shape: Vec<usize> = expected["hidden_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+    let shape: Vec<usize> =
+        expected["hidden_shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
     assert_eq!(hidden.dims().to_vec(), shape, "{name}");
     let hidden_error = max_abs_diff(&values(hidden), &floats(&expected["last_hidden_state"]));
     let features = model.forward_features(&batch);
@@ -137,13 +138,15 @@ fn minilm_matches_transformers() {
 fn every_family_trains_forward_and_backward() {
     let device = Device::flex().autodiff();
     device.seed(3);
-    for (name, model_type) in [("bert", ModelType::Bert), ("distilbert", ModelType::DistilBert), ("xlnet", ModelType::XlNet)] {
+    for (name, model_type) in
+        [("bert", ModelType::Bert), ("distilbert", ModelType::DistilBert), ("xlnet", ModelType::XlNet)]
+    {
         let dir = fixtures().join(format!("tiny-{name}"));
         let expected = read_json(&dir.join("expected.json"));
-        let mut model = TextModel::load(&dir, 2, &device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut model = TextModel::load(&dir, 3, &device).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(model.model_type(), model_type);
         let batch = token_ids(&expected).to_batch(&device);
-        let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 0], [3]), &device);
+        let targets = Tensor::<1, Int>::from_data(TensorData::new(vec![0i64, 1, 2], [3]), &device);
         let loss_fn = CrossEntropyLossConfig::new().init(&device);
         let mut optimizer = AdamWConfig::new().init();
         let mut losses = Vec::new();
@@ -229,7 +232,8 @@ fn unsupported_configs_are_rejected_with_the_reason() {
     let error = TextConfig::parse(r#"{"hidden_size": 4}"#, path).unwrap_err();
     assert!(error.to_string().contains("no `model_type`"), "{error}");
     let bert = std::fs::read_to_string(fixtures().join("tiny-bert/config.json")).unwrap();
-    let relative = bert.replace(r#""model_type": "bert","#, r#""model_type": "bert", "position_embedding_type": "relative_key","#);
+    let relative =
+        bert.replace(r#""model_type": "bert","#, r#""model_type": "bert", "position_embedding_type": "relative_key","#);
     assert_ne!(bert, relative);
     assert!(TextConfig::parse(&relative, path).unwrap_err().to_string().contains("relative_key"));
 }
@@ -253,7 +257,10 @@ fn bench_minilm_train_step() {
         token_type_ids: vec![0; batch_size * seq_len],
     };
     let batch = ids.to_batch(&device);
-    let targets = Tensor::<1, Int>::from_data(TensorData::new((0..batch_size as i64).map(|i| i % 4).collect::<Vec<_>>(), [batch_size]), &device);
+    let targets = Tensor::<1, Int>::from_data(
+        TensorData::new((0..batch_size as i64).map(|i| i % 4).collect::<Vec<_>>(), [batch_size]),
+        &device,
+    );
     let loss_fn = CrossEntropyLossConfig::new().init(&device);
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.0).init();
     let mut step = |model: TextModel| {

@@ -9,9 +9,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
-use itra_models::text::{
-    TextConfig, TextFeatureModel, TextModel, TextTokenizer, TokenBatch, locate_minilm, mean_pool,
-};
+use itra_models::text::{TextConfig, TextFeatureModel, TextModel, TextTokenizer, TokenBatch, locate_minilm, mean_pool};
 
 use crate::device::DeviceSpec;
 

@@ -59,7 +59,8 @@ const EVAL_BATCH: usize = 64;
 
 /// Whether `id` names a text dataset this module trains on.
 pub fn is_text_dataset(id: &str) -> bool {
-    id == AG_NEWS_TEST_SPLIT || itra_data::registry::spec(id).is_ok_and(|s| matches!(s.format, itra_data::registry::Format::ZhangCsv { .. }))
+    id == AG_NEWS_TEST_SPLIT
+        || itra_data::registry::spec(id).is_ok_and(|s| matches!(s.format, itra_data::registry::Format::ZhangCsv { .. }))
 }
 
 /// AG News' test CSV for [`AG_NEWS_TEST_SPLIT`] (see the module docs for the search order).
@@ -154,7 +155,12 @@ impl TokenizedSet {
         Ok(TokenizedSet { sequences, labels: data.labels.iter().map(|&l| l as usize).collect() })
     }
 
-    fn batch(&self, tokenizer: &TextTokenizer, indices: &[usize], device: &Device) -> (itra_models::TokenBatch, Vec<usize>) {
+    fn batch(
+        &self,
+        tokenizer: &TextTokenizer,
+        indices: &[usize],
+        device: &Device,
+    ) -> (itra_models::TokenBatch, Vec<usize>) {
         let rows: Vec<&TokenSequence> = indices.iter().map(|&i| &self.sequences[i]).collect();
         let labels = indices.iter().map(|&i| self.labels[i]).collect();
         (tokenizer.pad(&rows).to_batch(device), labels)
@@ -339,7 +345,14 @@ struct Sums {
 }
 
 impl Sums {
-    fn finish(&self, epoch: usize, train_seconds: f64, batch_size: usize, test_accuracy: f64, test_ce: f64) -> EpochMetrics {
+    fn finish(
+        &self,
+        epoch: usize,
+        train_seconds: f64,
+        batch_size: usize,
+        test_accuracy: f64,
+        test_ce: f64,
+    ) -> EpochMetrics {
         let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
         let steps = self.steps.max(1) as f64;
         EpochMetrics {

@@ -8,9 +8,18 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
 
 use itra_repro::DeviceSpec;
 use itra_repro::experiments::{Profile, Runner, Target, reproduce};
+
+/// Burn seeds its generator process-wide, so two trainings in parallel test threads would draw
+/// each other's initial weights; the in-process tests take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn runner(root: &Path) -> Runner {
     Runner {
@@ -32,6 +41,7 @@ fn settings() -> insta::Settings {
 }
 
 fn snapshot_target(name: &str) {
+    let _turn = serial();
     let root = tempfile::tempdir().unwrap();
     let target: Target = name.parse().unwrap();
     let output = reproduce(&runner(root.path()), target, Profile::Smoke).expect("smoke target runs");
@@ -96,6 +106,7 @@ fn figure3_smoke() {
 
 #[test]
 fn finished_runs_are_reused_not_rerun() {
+    let _turn = serial();
     let root = tempfile::tempdir().unwrap();
     let runner = runner(root.path());
     reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap();

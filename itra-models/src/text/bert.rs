@@ -29,7 +29,8 @@ impl BertEmbeddings {
         let [batch, seq] = input_ids.dims();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &input_ids.device()).reshape([1, seq]);
         let positions = self.position_embeddings.forward(positions).repeat_dim(0, batch);
-        let x = self.word_embeddings.forward(input_ids) + self.token_type_embeddings.forward(token_type_ids) + positions;
+        let x =
+            self.word_embeddings.forward(input_ids) + self.token_type_embeddings.forward(token_type_ids) + positions;
         self.dropout.forward(self.layer_norm.forward(x))
     }
 }

@@ -208,10 +208,9 @@ impl TextConfig {
     pub fn parse(json: &str, path: &Path) -> Result<Self, TextError> {
         let invalid = |e: serde_json::Error| TextError::Config { path: path.to_owned(), message: e.to_string() };
         let header: ModelTypeOnly = serde_json::from_str(json).map_err(invalid)?;
-        let model_type = header.model_type.ok_or_else(|| TextError::Config {
-            path: path.to_owned(),
-            message: "no `model_type` field".to_owned(),
-        })?;
+        let model_type = header
+            .model_type
+            .ok_or_else(|| TextError::Config { path: path.to_owned(), message: "no `model_type` field".to_owned() })?;
         let unsupported = |message: String| TextError::Unsupported { path: path.to_owned(), message };
         let config = match model_type.as_str() {
             "bert" => {
@@ -234,10 +233,7 @@ impl TextConfig {
                     )));
                 }
                 if c.summary_type != "last" {
-                    return Err(unsupported(format!(
-                        "summary_type `{}` (only `last` is implemented)",
-                        c.summary_type
-                    )));
+                    return Err(unsupported(format!("summary_type `{}` (only `last` is implemented)", c.summary_type)));
                 }
                 if !c.summary_use_proj || c.summary_proj_to_labels {
                     return Err(unsupported(

@@ -48,7 +48,13 @@ pub(crate) fn key_padding_bias(attention_mask: &Tensor<2, Int>) -> Tensor<4> {
 /// - q, k, v: `[batch, heads, seq, head_dim]`
 /// - bias: `[batch, 1, 1, seq]`
 /// - output: `[batch, heads, seq, head_dim]`
-pub(crate) fn scaled_dot_product(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, bias: Tensor<4>, dropout: &Dropout) -> Tensor<4> {
+pub(crate) fn scaled_dot_product(
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    bias: Tensor<4>,
+    dropout: &Dropout,
+) -> Tensor<4> {
     let [_, _, _, head_dim] = q.dims();
     let scores = q.matmul(k.swap_dims(2, 3)) * (1.0 / (head_dim as f64).sqrt()) + bias;
     dropout.forward(softmax(scores, 3)).matmul(v)

@@ -63,13 +63,7 @@ impl TextTokenizer {
         let pad_id = tokenizer
             .token_to_id(&pad_token)
             .ok_or_else(|| error(format!("the vocabulary has no padding token `{pad_token}`")))?;
-        Ok(TextTokenizer {
-            tokenizer,
-            path: path.to_owned(),
-            pad_id,
-            pad_type_id,
-            side: PaddingSide::of(model_type),
-        })
+        Ok(TextTokenizer { tokenizer, path: path.to_owned(), pad_id, pad_type_id, side: PaddingSide::of(model_type) })
     }
 
     /// `dir/tokenizer.json`.

@@ -34,10 +34,9 @@ fn remappings(model_type: ModelType) -> &'static [(&'static str, &'static str)] 
             (r"\.LayerNorm\.beta$", ".layer_norm.bias"),
             (r"\.LayerNorm\.", ".layer_norm."),
         ],
-        ModelType::DistilBert => &[
-            (r"^(embeddings|transformer)\.", "distilbert.${1}."),
-            (r"\.LayerNorm\.", ".layer_norm."),
-        ],
+        ModelType::DistilBert => {
+            &[(r"^(embeddings|transformer)\.", "distilbert.${1}."), (r"\.LayerNorm\.", ".layer_norm.")]
+        }
         ModelType::XlNet => &[(r"^(word_embedding|layer|mask_emb)([.]|$)", "transformer.${1}${2}")],
     }
 }

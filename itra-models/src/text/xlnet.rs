@@ -176,8 +176,7 @@ impl XlNetModel {
     /// reference does.
     fn positional_encoding(&self, len: usize, device: &Device) -> Tensor<2> {
         let half = self.d_model / 2;
-        let inv_freq: Vec<f32> =
-            (0..half).map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / self.d_model as f32)).collect();
+        let inv_freq: Vec<f32> = (0..half).map(|i| 1.0 / 10000f32.powf((2 * i) as f32 / self.d_model as f32)).collect();
         let mut values = Vec::with_capacity(2 * len * self.d_model);
         for step in 0..2 * len {
             let mut position = len as f32 - step as f32;
