@@ -16,9 +16,7 @@ use std::str::FromStr;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
 use itra_core::{
     ItraObjective, ItraObjectiveConfig, Method, MmdLossConfig, SecondBatch, SecondBatchMode, SecondForward,
@@ -281,29 +279,6 @@ pub fn optimizer_config(model: Arch) -> OptimizerConfig {
     }
 }
 
-/// The same optimisers `train.rs` builds from an [`OptimizerConfig`].
-fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
-    match *config {
-        OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
-            let mut sgd = SgdConfig::new();
-            if momentum > 0.0 {
-                sgd = sgd.with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)));
-            }
-            if weight_decay > 0.0 {
-                sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
-            }
-            sgd.init()
-        }
-        OptimizerConfig::Adam { weight_decay, .. } => {
-            let mut adam = AdamConfig::new();
-            if weight_decay > 0.0 {
-                adam = adam.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
-            }
-            adam.init()
-        }
-    }
-}
-
 /// Everything one training step touches.
 struct Trainer {
     model: Option<VisionModel>,
@@ -334,7 +309,7 @@ impl Trainer {
         let optimizer_config = optimizer_config(model);
         Ok(Trainer {
             model: Some(network),
-            optim: optimizer(&optimizer_config),
+            optim: crate::train::optimizer(&optimizer_config),
             objective,
             norm: Normalization::of(&data),
             sampler: PairedSampler::new(data.len(), batch_size, 0),

@@ -124,7 +124,8 @@ pub fn load_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Splits> {
     Ok(Splits { train, validation, test })
 }
 
-fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+/// The optimiser an [`OptimizerConfig`] describes (PyTorch semantics).
+pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
     match *config {
         OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
             let mut sgd = SgdConfig::new();
