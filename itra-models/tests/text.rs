@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::nn::loss::CrossEntropyLossConfig;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use itra_models::text::{
     ModelType, TextConfig, TextError, TextFeatureModel, TextModel, TextTokenizer, TokenIds, locate_minilm, mean_pool,

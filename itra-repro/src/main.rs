@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use itra_core::{Bandwidth, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
 use itra_repro::config::{DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
-use itra_repro::train::{RunOptions, train};
 use itra_repro::experiments::{Profile, Runner, Target, reproduce};
+use itra_repro::train::{RunOptions, train};
 use itra_repro::{DeviceSpec, ExperimentConfig, config};
 
 #[derive(Parser)]
@@ -211,8 +211,9 @@ fn main() -> Result<()> {
             println!("run {} -> {}", experiment.slug(), run_dir.display());
             let summary = train(&experiment, &RunOptions { data_dir, run_dir, progress: !args.quiet })?;
             if let Some(last) = summary.epochs.last() {
+                let unit = if matches!(experiment.model, ModelConfig::Text { .. }) { "seq/s" } else { "img/s" };
                 println!(
-                    "final: test accuracy {:.2}%  test CE {:.4}  {:.0} img/s  peak RSS {}",
+                    "final: test accuracy {:.2}%  test CE {:.4}  {:.1} {unit}  peak RSS {}",
                     last.test_accuracy,
                     last.test_ce,
                     last.images_per_second,

@@ -3,15 +3,76 @@
 //! `synthetic:<C>x<H>x<W>:<classes>:<train>:<test>` (e.g. `synthetic:1x28x28:10:256:128`) gives
 //! images whose pixels are a per-class random prototype plus per-image noise, so a network can
 //! learn them and the smoke numbers mean something. Everything is a pure function of the id.
+//!
+//! `synthetic-text:<classes>:<train>:<test>` (e.g. `synthetic-text:3:96:48`) gives texts of 4 to
+//! 10 words `w<id>`, id in 5..50 (the vocabulary of the tiny test encoders' word-level
+//! tokenizers); each class has five characteristic words, and half of every text's words are
+//! its class's, the rest uniform.
 
 use anyhow::{Context, Result, bail};
-use itra_data::{ImageDataset, Split};
+use itra_data::{ImageDataset, Split, TextDataset};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 /// Whether `id` names a generated dataset.
 pub fn is_synthetic(id: &str) -> bool {
     id.starts_with("synthetic:")
+}
+
+/// Whether `id` names a generated text dataset.
+pub fn is_synthetic_text(id: &str) -> bool {
+    id.starts_with("synthetic-text:")
+}
+
+/// The first word id of [`is_synthetic_text`] texts (after the tokenizers' special tokens).
+const FIRST_WORD: usize = 5;
+/// One past the last word id.
+const END_WORD: usize = 50;
+
+/// The split `split` of the generated text dataset `id`.
+pub fn load_text(id: &str, split: Split) -> Result<TextDataset> {
+    let spec =
+        id.strip_prefix("synthetic-text:").context("a synthetic text dataset id starts with `synthetic-text:`")?;
+    let parts: Vec<&str> = spec.split(':').collect();
+    let [classes, train, test] = parts[..] else {
+        bail!("dataset `{id}`: expected synthetic-text:<classes>:<train>:<test>");
+    };
+    let num_classes: usize = classes.parse().with_context(|| format!("dataset `{id}`: bad class count"))?;
+    let count: usize = match split {
+        Split::Train => train.parse(),
+        Split::Test => test.parse(),
+    }
+    .with_context(|| format!("dataset `{id}`: bad example count"))?;
+    if num_classes == 0 || num_classes * 5 > END_WORD - FIRST_WORD {
+        bail!("dataset `{id}`: between 1 and {} classes", (END_WORD - FIRST_WORD) / 5);
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(match split {
+        Split::Train => 3,
+        Split::Test => 4,
+    });
+    let mut texts = Vec::with_capacity(count);
+    let mut labels = Vec::with_capacity(count);
+    for index in 0..count {
+        let label = index % num_classes;
+        let words: Vec<String> = (0..rng.random_range(4..=10))
+            .map(|_| {
+                let word = if rng.random_bool(0.5) {
+                    FIRST_WORD + 5 * label + rng.random_range(0..5)
+                } else {
+                    rng.random_range(FIRST_WORD..END_WORD)
+                };
+                format!("w{word}")
+            })
+            .collect();
+        texts.push(words.join(" "));
+        labels.push(label as u32);
+    }
+    Ok(TextDataset {
+        texts,
+        labels,
+        num_classes,
+        class_names: (0..num_classes).map(|k| format!("class {k}")).collect(),
+    })
 }
 
 /// The split `split` of the generated dataset `id`.
@@ -51,7 +112,8 @@ pub fn load(id: &str, split: Split) -> Result<ImageDataset> {
     for index in 0..count {
         let label = index % num_classes;
         labels.push(label as u32);
-        images.extend(prototypes[label].iter().map(|&p| (p + noise.random_range(-150.0..150.0)).clamp(0.0, 255.0) as u8));
+        images
+            .extend(prototypes[label].iter().map(|&p| (p + noise.random_range(-150.0..150.0)).clamp(0.0, 255.0) as u8));
     }
     Ok(ImageDataset {
         images,
@@ -77,5 +139,28 @@ mod tests {
         assert_eq!(train, load(id, Split::Train).unwrap());
         assert_ne!(train.images[..192], load(id, Split::Test).unwrap().images[..192]);
         assert!(load("synthetic:3x8:4:40:12", Split::Train).is_err());
+    }
+
+    #[test]
+    fn generates_class_dependent_deterministic_text() {
+        let id = "synthetic-text:4:40:12";
+        let train = load_text(id, Split::Train).unwrap();
+        assert_eq!((train.len(), train.num_classes), (40, 4));
+        assert_eq!(train, load_text(id, Split::Train).unwrap());
+        assert_ne!(train.texts, load_text(id, Split::Test).unwrap().texts[..12].to_vec());
+        let (mut own_words, mut all_words) = (0, 0);
+        for (text, &label) in train.texts.iter().zip(&train.labels) {
+            let words: Vec<usize> = text.split(' ').map(|w| w[1..].parse().unwrap()).collect();
+            assert!((4..=10).contains(&words.len()));
+            assert!(words.iter().all(|w| (FIRST_WORD..END_WORD).contains(w)));
+            let own = FIRST_WORD + 5 * label as usize..FIRST_WORD + 5 * label as usize + 5;
+            own_words += words.iter().filter(|w| own.contains(w)).count();
+            all_words += words.len();
+        }
+        // Expected share 0.5 + 0.5 * 5 / 45 = 0.56; chance alone gives 0.11.
+        let share = own_words as f64 / all_words as f64;
+        assert!((0.45..0.7).contains(&share), "class-word share {share}");
+        assert!(load_text("synthetic-text:10:4:4", Split::Train).is_err());
+        assert!(load_text("synthetic-text:4:4", Split::Train).is_err());
     }
 }

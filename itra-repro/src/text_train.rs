@@ -10,7 +10,8 @@
 //!   follows the configured schedule;
 //! - Figure 1's distance ratio is measured every [`DISTANCE_EVERY`] steps on the training
 //!   forward's features, and only for methods that forward `S2`;
-//! - no checkpoints: an interrupted text run starts again (it writes `result.json` at the end).
+//! - checkpoints, resume and run files are those of the vision loop (per epoch; the final
+//!   `model.bpk` holds the fine-tuned encoder and head).
 //!
 //! # The `ag_news-test-split` dataset
 //! The CPU reproduction trains on AG News' 7,600-example **test** CSV alone, split once with a
@@ -26,9 +27,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::GradientsParams;
+use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
@@ -38,11 +38,14 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use crate::config::{ExperimentConfig, ModelConfig, OptimizerConfig};
+use crate::config::{ExperimentConfig, ModelConfig};
 use crate::encode::{Encoder, resolve_encoder};
 use crate::pipeline::{PairedSampler, Stream, init_seed, rng};
 use crate::provenance::{Provenance, write_atomic};
-use crate::train::{DISTANCE_EVERY, EpochMetrics, RunOptions, RunSummary, peak_rss_mib};
+use crate::train::{
+    CheckpointState, DISTANCE_EVERY, RunOptions, RunSummary, Sums, files, load_checkpoint, optimizer_with,
+    peak_rss_mib, restore_objective, save_checkpoint,
+};
 
 /// The dataset id of the 80/20 split of AG News' test CSV.
 pub const AG_NEWS_TEST_SPLIT: &str = "ag_news-test-split";
@@ -60,6 +63,7 @@ const EVAL_BATCH: usize = 64;
 /// Whether `id` names a text dataset this module trains on.
 pub fn is_text_dataset(id: &str) -> bool {
     id == AG_NEWS_TEST_SPLIT
+        || crate::synthetic::is_synthetic_text(id)
         || itra_data::registry::spec(id).is_ok_and(|s| matches!(s.format, itra_data::registry::Format::ZhangCsv { .. }))
 }
 
@@ -102,7 +106,9 @@ pub fn stratified_split(labels: &[u32], num_classes: usize, fraction: f64, seed:
 /// The training and evaluation sets of `config` (limits applied as in the vision loop).
 pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(TextDataset, TextDataset)> {
     let id = config.data.dataset.as_str();
-    let (mut train, mut test) = if id == AG_NEWS_TEST_SPLIT {
+    let (mut train, mut test) = if crate::synthetic::is_synthetic_text(id) {
+        (crate::synthetic::load_text(id, Split::Train)?, crate::synthetic::load_text(id, Split::Test)?)
+    } else if id == AG_NEWS_TEST_SPLIT {
         let path = ag_news_test_csv(data_dir)?;
         let spec = itra_data::registry::spec("ag_news")?;
         let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -124,22 +130,6 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(Tex
         test = test.subset(&(0..limit).collect::<Vec<_>>());
     }
     Ok((train, test))
-}
-
-fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
-    match *config {
-        OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
-            let mut sgd = SgdConfig::new();
-            if momentum > 0.0 {
-                sgd = sgd.with_momentum(Some(MomentumConfig::new().with_momentum(momentum).with_dampening(0.0)));
-            }
-            if weight_decay > 0.0 {
-                sgd = sgd.with_weight_decay(Some(WeightDecayConfig::new(weight_decay as f32)));
-            }
-            sgd.init()
-        }
-        OptimizerConfig::Adam { weight_decay, .. } => AdamWConfig::new().with_weight_decay(weight_decay as f32).init(),
-    }
 }
 
 /// Tokenised examples with their labels.
@@ -189,12 +179,18 @@ fn evaluate(model: &TextModel, tokenizer: &TextTokenizer, set: &TokenizedSet, de
     (100.0 * correct as f64 / n, ce_sum / n)
 }
 
-/// Fine-tunes `config`'s text encoder, writing `config.json` (provenance) and `metrics.jsonl`
-/// into the run directory like [`crate::train::train`].
+/// Fine-tunes `config`'s text encoder (resuming from its checkpoint if one exists), writing the
+/// run directory's files like [`crate::train::train`].
 pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
     let ModelConfig::Text { encoder, max_len } = &config.model else {
         bail!("model `{}` is a vision architecture; it trains on image datasets", config.model.name());
     };
+    if !is_text_dataset(&config.data.dataset) {
+        bail!("dataset `{}` is not a text dataset; text encoders train on text", config.data.dataset);
+    }
+    if *max_len < 2 {
+        bail!("the maximum sequence length must be at least 2 tokens, got {max_len}");
+    }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
     let (train_set, test_set) = load_text_data(config, &options.data_dir)?;
@@ -207,7 +203,6 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     let train_tokens = TokenizedSet::new(&tokenizer, &train_set, *max_len)?;
     let test_tokens = TokenizedSet::new(&tokenizer, &test_set, *max_len)?;
 
-    let mut optim = optimizer(&config.optimizer);
     let loss = &config.loss;
     let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
         .with_lambda(loss.lambda)
@@ -216,27 +211,43 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
         .init(&device)?;
 
+    fs::create_dir_all(&options.run_dir)
+        .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
+    let config_hash = config.hash();
+    let (checkpoint, mut optim) =
+        load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer_with(&config.optimizer, true))?;
+    let mut history = Vec::with_capacity(config.epochs);
+    let mut start_epoch = 0;
+    if let Some(mut state) = checkpoint {
+        restore_objective(&mut objective, &mut state, &device);
+        start_epoch = state.epochs_done;
+        history = state.history;
+    }
+    Provenance::new(config).write(&options.run_dir)?;
+    let metrics_path = options.run_dir.join(files::METRICS);
+    let mut metrics_file = BufWriter::new(
+        File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
+    );
+    for metrics in &history {
+        serde_json::to_writer(&mut metrics_file, metrics)?;
+        writeln!(metrics_file)?;
+    }
+    metrics_file.flush()?;
+
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
     let steps = sampler.steps_per_epoch();
     let total_steps = steps * config.epochs;
     let warmup_steps = ((WARMUP_FRACTION * total_steps as f64).ceil() as usize).max(1);
-
-    fs::create_dir_all(&options.run_dir)
-        .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
-    Provenance::new(config).write(&options.run_dir)?;
-    let metrics_path = options.run_dir.join("metrics.jsonl");
-    let mut metrics_file = BufWriter::new(
-        File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
-    );
-
     let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
     bar.set_style(
         ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
             .expect("valid progress template"),
     );
+    bar.set_position((start_epoch * steps) as u64);
 
-    let mut history = Vec::with_capacity(config.epochs);
-    for epoch in 0..config.epochs {
+    for epoch in start_epoch..config.epochs {
+        // Dropout draws from Burn's generator: restart it per epoch so a resumed epoch matches.
+        device.seed(init_seed(config.seed.wrapping_add(1 + epoch as u64)));
         let (first_order, second_order) = sampler.epoch_orders(epoch);
         let mut sums = Sums::default();
         let started = Instant::now();
@@ -260,34 +271,18 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
                     Some(SecondBatch { features: h2, labels: &second_labels })
                 }
             };
-            // Figure 1's ratio, here from the training forward's features (no extra pass).
+            // Figure 1's ratio, here from the training forward's features (no extra pass: a
+            // transformer forward is too dear to repeat in evaluation mode).
             if let Some(second) = second.as_ref().filter(|_| global_step % DISTANCE_EVERY == 0) {
                 let stats = DistanceStats::compute(h1.clone(), &labels, second.features.clone(), second.labels)?;
-                if let Some(same) = stats.same_class {
-                    let ratio = same / stats.all_pairs;
-                    sums.distance_ratio += ratio;
-                    sums.distance_steps += 1;
-                    sums.distance_trace.push((global_step, ratio));
+                if let Some(same) = stats.same_class.filter(|_| stats.all_pairs > 0.0) {
+                    sums.distance_trace.push((global_step, same / stats.all_pairs));
                 }
             }
             let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
-            let total: f64 = parts.total.clone().into_scalar();
-            if !total.is_finite() {
-                bail!("nan or infinity in the training loss at epoch {epoch}, step {step} (lr {lr})");
-            }
-            sums.loss += total;
-            sums.ce += parts.ce.clone().detach().into_scalar::<f64>();
-            if let Some(term) = parts.regularizer {
-                sums.regularizer += term.detach().into_scalar::<f64>();
-                sums.regularizer_steps += 1;
-            }
-            if let Some(sigma) = parts.sigma {
-                sums.sigma += sigma;
-                sums.sigma_steps += 1;
-            }
+            sums.add(&parts, epoch, step, lr)?;
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             model = optim.step(lr, model, grads);
-            sums.steps += 1;
             let seconds = started.elapsed().as_secs_f64();
             bar.set_message(format!(
                 "epoch {} loss {:.4} {:.1} seq/s",
@@ -299,7 +294,8 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let (test_accuracy, test_ce) = evaluate(&model.valid(), &tokenizer, &test_tokens, &eval_device);
-        let metrics = sums.finish(epoch, train_seconds, config.batch_size, test_accuracy, test_ce);
+        // `images_per_second` counts sequences for text runs.
+        let metrics = sums.finish(epoch, train_seconds, config.batch_size, None, test_accuracy, test_ce);
         serde_json::to_writer(&mut metrics_file, &metrics)?;
         writeln!(metrics_file)?;
         metrics_file.flush()?;
@@ -317,61 +313,29 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             bar.println(line);
         }
         history.push(metrics);
+        save_checkpoint(
+            &options.run_dir,
+            &CheckpointState::capture(&config_hash, &history, &objective),
+            &model,
+            &optim,
+        )?;
     }
     bar.finish_and_clear();
+
+    model
+        .valid()
+        .save_into(&mut BurnpackStore::from_file(options.run_dir.join(files::MODEL)).overwrite(true))
+        .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
     let summary = RunSummary {
-        config_hash: config.hash(),
+        config_hash,
         run_dir: options.run_dir.clone(),
         epochs: history,
         peak_rss_mib: peak_rss_mib(),
-        resumed_from_epoch: 0,
+        resumed_from_epoch: start_epoch,
     };
-    write_atomic(&options.run_dir.join("result.json"), &serde_json::to_vec_pretty(&summary)?)?;
+    write_atomic(&options.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
+    fs::remove_dir_all(options.run_dir.join(files::CHECKPOINT)).ok();
     Ok(summary)
-}
-
-#[derive(Default)]
-struct Sums {
-    steps: usize,
-    loss: f64,
-    ce: f64,
-    regularizer: f64,
-    regularizer_steps: usize,
-    sigma: f64,
-    sigma_steps: usize,
-    distance_ratio: f64,
-    distance_steps: usize,
-    distance_trace: Vec<(usize, f64)>,
-}
-
-impl Sums {
-    fn finish(
-        &self,
-        epoch: usize,
-        train_seconds: f64,
-        batch_size: usize,
-        test_accuracy: f64,
-        test_ce: f64,
-    ) -> EpochMetrics {
-        let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
-        let steps = self.steps.max(1) as f64;
-        EpochMetrics {
-            epoch: epoch + 1,
-            train_loss: self.loss / steps,
-            train_ce: self.ce / steps,
-            train_regularizer: mean(self.regularizer, self.regularizer_steps),
-            sigma: mean(self.sigma, self.sigma_steps),
-            distance_ratio: mean(self.distance_ratio, self.distance_steps),
-            distance_trace: self.distance_trace.clone(),
-            val_accuracy: None,
-            val_ce: None,
-            test_accuracy,
-            test_ce,
-            // Sequences per second for text runs.
-            images_per_second: (self.steps * batch_size) as f64 / train_seconds.max(1e-9),
-            train_seconds,
-        }
-    }
 }
 
 #[cfg(test)]

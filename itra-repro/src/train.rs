@@ -11,7 +11,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::{Module, RunningState};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -126,7 +126,16 @@ pub fn load_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Splits> {
 
 /// The optimiser an [`OptimizerConfig`] describes (PyTorch semantics).
 pub fn optimizer(config: &OptimizerConfig) -> ModuleOptimizer {
+    optimizer_with(config, false)
+}
+
+/// As [`optimizer`], but with `decoupled_weight_decay` Adam becomes AdamW (`torch.optim.AdamW`,
+/// the fine-tuning recipe of `transformers`).
+pub fn optimizer_with(config: &OptimizerConfig, decoupled_weight_decay: bool) -> ModuleOptimizer {
     match *config {
+        OptimizerConfig::Adam { weight_decay, .. } if decoupled_weight_decay => {
+            AdamWConfig::new().with_weight_decay(weight_decay as f32).init()
+        }
         OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
             let mut sgd = SgdConfig::new();
             if momentum > 0.0 {
@@ -180,14 +189,30 @@ pub mod files {
 
 /// Everything besides model and optimiser that a resumed run needs.
 #[derive(Debug, Serialize, Deserialize)]
-struct CheckpointState {
-    config_hash: String,
-    epochs_done: usize,
-    history: Vec<EpochMetrics>,
+pub(crate) struct CheckpointState {
+    pub config_hash: String,
+    pub epochs_done: usize,
+    pub history: Vec<EpochMetrics>,
     /// Center loss's centres, `[K, d]` row-major.
-    centers: Option<(Vec<f32>, [usize; 2])>,
+    pub centers: Option<(Vec<f32>, [usize; 2])>,
     /// The cached-mode `H1` and its labels.
-    cache: Option<(Vec<f32>, [usize; 2], Vec<usize>)>,
+    pub cache: Option<(Vec<f32>, [usize; 2], Vec<usize>)>,
+}
+
+impl CheckpointState {
+    /// The state after `history.len()` epochs, with the objective's centres and cache.
+    pub fn capture(config_hash: &str, history: &[EpochMetrics], objective: &ItraObjective) -> Self {
+        CheckpointState {
+            config_hash: config_hash.to_owned(),
+            epochs_done: history.len(),
+            history: history.to_vec(),
+            centers: objective.center.as_ref().map(|c| tensor_to_host(&c.centers())),
+            cache: objective.cache.as_ref().map(|(h, labels)| {
+                let (values, shape) = tensor_to_host(h);
+                (values, shape, labels.clone())
+            }),
+        }
+    }
 }
 
 fn tensor_to_host(tensor: &Tensor<2>) -> (Vec<f32>, [usize; 2]) {
@@ -200,10 +225,10 @@ fn host_to_tensor((values, shape): (Vec<f32>, [usize; 2]), device: &Device) -> T
 
 /// Writes the checkpoint for `epochs_done` into `<run>/checkpoint/`, replacing the previous one
 /// only once the new one is complete.
-fn save_checkpoint(
+pub(crate) fn save_checkpoint<M: Module>(
     run_dir: &Path,
     state: &CheckpointState,
-    model: &VisionModel,
+    model: &M,
     optim: &ModuleOptimizer,
 ) -> Result<()> {
     let partial = run_dir.join("checkpoint.partial");
@@ -231,10 +256,10 @@ fn save_checkpoint(
 }
 
 /// Loads a checkpoint of this very configuration, if one exists.
-fn load_checkpoint(
+pub(crate) fn load_checkpoint<M: Module>(
     run_dir: &Path,
     config_hash: &str,
-    model: &mut VisionModel,
+    model: &mut M,
     optim: ModuleOptimizer,
 ) -> Result<(Option<CheckpointState>, ModuleOptimizer)> {
     let dir = run_dir.join(files::CHECKPOINT);
@@ -260,7 +285,7 @@ fn load_checkpoint(
     Ok((Some(state), optim))
 }
 
-fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
+pub(crate) fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
     if let (Some(center), Some(centers)) = (objective.center.as_mut(), state.centers.take()) {
         center.centers = RunningState::new(host_to_tensor(centers, device));
     }
@@ -270,12 +295,16 @@ fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState,
 
 /// Trains `config` (resuming from its checkpoint if one exists), writing `config.json`,
 /// `metrics.jsonl`, the final `model.bpk` and, last, `result.json` into the run directory.
+/// Text encoders go to [`crate::text_train::train_text`].
 pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
+    let ModelConfig::Vision { arch } = config.model else {
+        return crate::text_train::train_text(config, options);
+    };
+    if crate::text_train::is_text_dataset(&config.data.dataset) {
+        bail!("dataset `{}` is text; train it with a text encoder (--model minilm, ...)", config.data.dataset);
+    }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
-    let ModelConfig::Vision { arch } = config.model else {
-        bail!("model `{}` is a text encoder; it trains on text datasets", config.model.name());
-    };
     let splits = load_data(config, &options.data_dir)?;
     let train_set = &splits.train;
     if train_set.len() < config.batch_size {
@@ -295,7 +324,8 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     fs::create_dir_all(&options.run_dir)
         .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
     let config_hash = config.hash();
-    let (checkpoint, mut optim) = load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer(&config.optimizer))?;
+    let (checkpoint, mut optim) =
+        load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer(&config.optimizer))?;
     let mut history = Vec::with_capacity(config.epochs);
     let mut start_epoch = 0;
     if let Some(mut state) = checkpoint {
@@ -368,23 +398,9 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
                 }
             }
             let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
-            let total: f64 = parts.total.clone().into_scalar();
-            if !total.is_finite() {
-                bail!("nan or infinity in the training loss at epoch {}, step {step} (lr {lr})", epoch + 1);
-            }
-            sums.loss += total;
-            sums.ce += parts.ce.clone().detach().into_scalar::<f64>();
-            if let Some(term) = parts.regularizer {
-                sums.regularizer += term.detach().into_scalar::<f64>();
-                sums.regularizer_steps += 1;
-            }
-            if let Some(sigma) = parts.sigma {
-                sums.sigma += sigma;
-                sums.sigma_steps += 1;
-            }
+            sums.add(&parts, epoch, step, lr)?;
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             model = optim.step(lr, model, grads);
-            sums.steps += 1;
             let seconds = started.elapsed().as_secs_f64();
             bar.set_message(format!(
                 "epoch {} loss {:.4} {:.0} img/s",
@@ -416,17 +432,12 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             bar.println(line);
         }
         history.push(metrics);
-        let state = CheckpointState {
-            config_hash: config_hash.clone(),
-            epochs_done: epoch + 1,
-            history: history.clone(),
-            centers: objective.center.as_ref().map(|c| tensor_to_host(&c.centers())),
-            cache: objective.cache.as_ref().map(|(h, labels)| {
-                let (values, shape) = tensor_to_host(h);
-                (values, shape, labels.clone())
-            }),
-        };
-        save_checkpoint(&options.run_dir, &state, &model, &optim)?;
+        save_checkpoint(
+            &options.run_dir,
+            &CheckpointState::capture(&config_hash, &history, &objective),
+            &model,
+            &optim,
+        )?;
     }
     bar.finish_and_clear();
 
@@ -447,7 +458,13 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
 }
 
 /// Rebuilds a finished run's model from its `model.bpk`, on `device`.
-pub fn load_trained_model(config: &ExperimentConfig, run_dir: &Path, shape: [usize; 3], num_classes: usize, device: &Device) -> Result<VisionModel> {
+pub fn load_trained_model(
+    config: &ExperimentConfig,
+    run_dir: &Path,
+    shape: [usize; 3],
+    num_classes: usize,
+    device: &Device,
+) -> Result<VisionModel> {
     let ModelConfig::Vision { arch } = config.model else {
         bail!("model `{}` is not a vision model", config.model.name());
     };
@@ -459,20 +476,41 @@ pub fn load_trained_model(config: &ExperimentConfig, run_dir: &Path, shape: [usi
     Ok(model.valid())
 }
 
+/// Running sums of one epoch's training numbers.
 #[derive(Default)]
-struct Sums {
-    steps: usize,
-    loss: f64,
-    ce: f64,
-    regularizer: f64,
-    regularizer_steps: usize,
-    sigma: f64,
-    sigma_steps: usize,
-    distance_trace: Vec<(usize, f64)>,
+pub(crate) struct Sums {
+    pub steps: usize,
+    pub loss: f64,
+    pub ce: f64,
+    pub regularizer: f64,
+    pub regularizer_steps: usize,
+    pub sigma: f64,
+    pub sigma_steps: usize,
+    pub distance_trace: Vec<(usize, f64)>,
 }
 
 impl Sums {
-    fn finish(
+    /// Adds one step's loss parts; fails on a non-finite total.
+    pub fn add(&mut self, parts: &itra_core::LossParts, epoch: usize, step: usize, lr: f64) -> Result<()> {
+        let total: f64 = parts.total.clone().into_scalar();
+        if !total.is_finite() {
+            bail!("nan or infinity in the training loss at epoch {}, step {step} (lr {lr})", epoch + 1);
+        }
+        self.loss += total;
+        self.ce += parts.ce.clone().detach().into_scalar::<f64>();
+        if let Some(term) = &parts.regularizer {
+            self.regularizer += term.clone().detach().into_scalar::<f64>();
+            self.regularizer_steps += 1;
+        }
+        if let Some(sigma) = parts.sigma {
+            self.sigma += sigma;
+            self.sigma_steps += 1;
+        }
+        self.steps += 1;
+        Ok(())
+    }
+
+    pub fn finish(
         &self,
         epoch: usize,
         train_seconds: f64,

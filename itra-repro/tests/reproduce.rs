@@ -65,7 +65,9 @@ fn snapshot_target(name: &str) {
 fn round_json(value: &serde_json::Value) -> String {
     fn round(v: &serde_json::Value) -> serde_json::Value {
         match v {
-            serde_json::Value::Number(n) if n.is_f64() => serde_json::json!((n.as_f64().unwrap() * 100.0).round() / 100.0),
+            serde_json::Value::Number(n) if n.is_f64() => {
+                serde_json::json!((n.as_f64().unwrap() * 100.0).round() / 100.0)
+            }
             serde_json::Value::Array(items) => serde_json::Value::Array(items.iter().map(round).collect()),
             serde_json::Value::Object(map) => map.iter().map(|(k, v)| (k.clone(), round(v))).collect(),
             other => other.clone(),
@@ -87,6 +89,11 @@ fn table2_smoke() {
 #[test]
 fn table3_smoke() {
     snapshot_target("table3");
+}
+
+#[test]
+fn table4_smoke() {
+    snapshot_target("table4");
 }
 
 #[test]
@@ -122,15 +129,52 @@ fn finished_runs_are_reused_not_rerun() {
 /// final numbers against an uninterrupted run of the same configuration.
 #[test]
 fn a_killed_run_resumes_to_identical_numbers() {
+    kill_and_resume(&[
+        "--dataset",
+        "synthetic:1x28x28:10:640:64",
+        "--model",
+        "small-cnn",
+        "--method",
+        "itra-c",
+        "--second-batch",
+        "cached",
+        "--batch-size",
+        "32",
+    ]);
+}
+
+/// The same for a text encoder (dropout on, AdamW with warm-up): the tiny BERT on generated text.
+#[test]
+fn a_killed_text_run_resumes_to_identical_numbers() {
+    kill_and_resume(&[
+        "--dataset",
+        "synthetic-text:3:480:48",
+        "--model",
+        "tiny-bert",
+        "--max-len",
+        "16",
+        "--method",
+        "itra-c",
+        "--batch-size",
+        "16",
+        "--lr",
+        "3e-3",
+        "--cosine",
+    ]);
+}
+
+/// Trains `train_args` with ITRA-c (lambda 0.6) for 4 epochs straight, and again killed after
+/// its first checkpoint and resumed; both must end with the same numbers.
+fn kill_and_resume(train_args: &[&str]) {
     let root = tempfile::tempdir().unwrap();
     let args = |runs: &Path| {
         let mut command = Command::new(env!("CARGO_BIN_EXE_itra"));
         command
             .args(["--data-dir"])
             .arg(root.path().join("data"))
-            .args(["train", "--dataset", "synthetic:1x28x28:10:640:64", "--model", "small-cnn", "--quiet"])
-            .args(["--method", "itra-c", "--lambda", "0.6", "--second-batch", "cached", "--epochs", "4"])
-            .args(["--batch-size", "32", "--seed", "5", "--runs-dir"])
+            .arg("train")
+            .args(train_args)
+            .args(["--quiet", "--lambda", "0.6", "--epochs", "4", "--seed", "5", "--runs-dir"])
             .arg(runs);
         command
     };
@@ -175,7 +219,8 @@ fn a_killed_run_resumes_to_identical_numbers() {
 
     let output = args(&killed).output().unwrap();
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let resumed: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
+    let resumed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
     assert!(resumed["resumed_from_epoch"].as_u64().unwrap() >= 1, "the second invocation resumed");
     assert_eq!(strip(&run_dir), expected);
     let lines = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().count();

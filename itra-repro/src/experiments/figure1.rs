@@ -39,7 +39,10 @@ pub struct Figure1Data {
 }
 
 /// Mean over seeds of a per-epoch number, with the std band.
-pub fn per_epoch(runs: &CandidateRuns, value: impl Fn(&crate::train::EpochMetrics) -> f64) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
+pub fn per_epoch(
+    runs: &CandidateRuns,
+    value: impl Fn(&crate::train::EpochMetrics) -> f64,
+) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
     let epochs = runs.runs.iter().map(|r| r.epochs.len()).min().unwrap_or(0);
     let mut line = Vec::new();
     let mut band = Vec::new();

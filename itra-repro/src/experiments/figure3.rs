@@ -31,7 +31,11 @@ pub struct Figure3Data {
 }
 
 /// Features of the first `n` test images under a finished run's model.
-fn test_features(runner: &Runner, config: &crate::ExperimentConfig, n: usize) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<String>)> {
+fn test_features(
+    runner: &Runner,
+    config: &crate::ExperimentConfig,
+    n: usize,
+) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<String>)> {
     let splits = load_data(config, &runner.data_dir)?;
     let norm = Normalization::of(&splits.train);
     let device = config.device.device()?;
@@ -62,7 +66,8 @@ pub fn compactness(features: &[f32], dim: usize, labels: &[usize]) -> f64 {
     for (centroid, &count) in centroids.iter_mut().zip(&counts) {
         centroid.iter_mut().for_each(|c| *c /= count.max(1) as f64);
     }
-    let distance = |a: &[f64], b: &dyn Fn(usize) -> f64| a.iter().enumerate().map(|(i, x)| (x - b(i)).powi(2)).sum::<f64>().sqrt();
+    let distance =
+        |a: &[f64], b: &dyn Fn(usize) -> f64| a.iter().enumerate().map(|(i, x)| (x - b(i)).powi(2)).sum::<f64>().sqrt();
     let within = features
         .chunks_exact(dim)
         .zip(labels)
@@ -113,12 +118,19 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
         "feature compactness (within/between class distance, lower is tighter): SGD {:.3}, ITRA-c {:.3} — {}",
         compact[0].1,
         compact[1].1,
-        if compact[1].1 < compact[0].1 { "ITRA-c's classes are more compact, as the paper says" } else { "not the paper's effect" }
+        if compact[1].1 < compact[0].1 {
+            "ITRA-c's classes are more compact, as the paper says"
+        } else {
+            "not the paper's effect"
+        }
     );
     let dataset = configs[0].data.dataset.clone();
     let model = configs[0].model.name();
     let caption = vec![
-        format!("Figure 3 ({profile} profile): t-SNE of {} test features of {model} on {dataset} (seed 0).", points(profile)),
+        format!(
+            "Figure 3 ({profile} profile): t-SNE of {} test features of {model} on {dataset} (seed 0).",
+            points(profile)
+        ),
         "Paper's claim: ITRA learns more compact, better separated class clusters than SGD.".to_owned(),
         format!("Ours: {verdict}"),
     ];

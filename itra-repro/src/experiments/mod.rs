@@ -251,11 +251,7 @@ impl Runner {
             return Ok(summary);
         }
         let options = RunOptions { data_dir: self.data_dir.clone(), run_dir, progress: self.progress };
-        match config.model {
-            ModelConfig::Vision { .. } => crate::train::train(&config, &options),
-            ModelConfig::Text { .. } => bail!("text fine-tuning is not wired into the runner yet"),
-        }
-        .with_context(|| format!("run {}", config.slug()))
+        crate::train::train(&config, &options).with_context(|| format!("run {}", config.slug()))
     }
 
     /// Runs every seed of a candidate.
@@ -296,9 +292,9 @@ impl Runner {
             return None;
         }
         let result = match config.model {
-            ModelConfig::Vision { .. } => {
-                itra_data::load_image_dataset(id, &self.data_dir, itra_data::Split::Test).map(|_| ()).map_err(Into::into)
-            }
+            ModelConfig::Vision { .. } => itra_data::load_image_dataset(id, &self.data_dir, itra_data::Split::Test)
+                .map(|_| ())
+                .map_err(Into::into),
             ModelConfig::Text { .. } => table4::check_text_data(config, &self.data_dir),
         };
         result.err().map(|err: anyhow::Error| err.to_string())

@@ -195,7 +195,10 @@ pub fn claims(rows: &[Row], profile: Profile) -> Vec<String> {
     for (dataset, model, batch) in groups {
         let find = |m: Method| {
             rows.iter().find(|r| {
-                r.dataset == dataset && r.model == model && r.method == m && (m != Method::ItraC || r.batch_size == batch)
+                r.dataset == dataset
+                    && r.model == model
+                    && r.method == m
+                    && (m != Method::ItraC || r.batch_size == batch)
             })
         };
         let (Some(itra), Some(base)) = (find(Method::ItraC), find(Method::Baseline)) else { continue };
@@ -210,9 +213,14 @@ pub fn claims(rows: &[Row], profile: Profile) -> Vec<String> {
         let verdict = |ours: Option<Stat>, base: Option<Stat>, higher_is_better: bool, places: usize| {
             let (Some(o), Some(b)) = (ours, base) else { return "no numbers".to_owned() };
             let diff = o.mean - b.mean;
-            let noise = (o.std.powi(2) + b.std.powi(2)).sqrt();
             let good = if higher_is_better { diff > 0.0 } else { diff < 0.0 };
-            let word = match (good, diff.abs() > noise && o.n > 1 && b.n > 1) {
+            if o.n < 2 || b.n < 2 {
+                // One seed has no spread to compare against.
+                let word = if good { "same direction, seed noise unknown" } else { "not reproduced" };
+                return format!("{diff:+.places$} (1 seed): {word}");
+            }
+            let noise = (o.std.powi(2) + b.std.powi(2)).sqrt();
+            let word = match (good, diff.abs() > noise) {
                 (true, true) => "reproduced",
                 (true, false) => "same direction, within seed noise",
                 (false, _) => "not reproduced",
@@ -259,8 +267,19 @@ fn latex(rows: &[Row], profile: Profile) -> String {
 fn csv_text(rows: &[Row]) -> Result<String> {
     let mut writer = csv::Writer::from_writer(Vec::new());
     writer.write_record([
-        "dataset", "model", "method", "batch_size", "lambda", "acc_mean", "acc_std", "ce_mean", "ce_std", "seeds",
-        "paper_acc", "paper_ce", "missing",
+        "dataset",
+        "model",
+        "method",
+        "batch_size",
+        "lambda",
+        "acc_mean",
+        "acc_std",
+        "ce_mean",
+        "ce_std",
+        "seeds",
+        "paper_acc",
+        "paper_ce",
+        "missing",
     ])?;
     let num = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
     for row in rows {

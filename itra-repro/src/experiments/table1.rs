@@ -39,7 +39,10 @@ pub fn grid(profile: Profile) -> Grid {
                 model: "small-cnn".to_owned(),
                 method,
                 batch_size: None,
-                candidates: lambda_grid(method, profile).into_iter().map(|l| config(dataset, method, l, profile)).collect(),
+                candidates: lambda_grid(method, profile)
+                    .into_iter()
+                    .map(|l| config(dataset, method, l, profile))
+                    .collect(),
             })
         })
         .collect();

@@ -13,7 +13,13 @@ pub const MODELS: [(&str, Arch); 3] =
 pub const SMOKE_DATA: &str = "synthetic:3x32x32:10:32:16";
 
 /// Table 2's configuration for one cell and lambda.
-pub fn config(dataset: &str, arch: Arch, method: itra_core::Method, lambda: f64, profile: Profile) -> crate::ExperimentConfig {
+pub fn config(
+    dataset: &str,
+    arch: Arch,
+    method: itra_core::Method,
+    lambda: f64,
+    profile: Profile,
+) -> crate::ExperimentConfig {
     let sgd = OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 5e-4 };
     let mut config = match profile {
         Profile::Paper => vision_config(dataset, arch, method, lambda, sgd, 200, 128),
@@ -25,9 +31,15 @@ pub fn config(dataset: &str, arch: Arch, method: itra_core::Method, lambda: f64,
         }
         // Adam keeps two steps on generated data from the divergent losses that SGD at lr 0.1
         // gives, which would make the snapshot numbers chaotic.
-        Profile::Smoke => {
-            vision_config(SMOKE_DATA, arch, method, lambda, OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 }, 1, 16)
-        }
+        Profile::Smoke => vision_config(
+            SMOKE_DATA,
+            arch,
+            method,
+            lambda,
+            OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
+            1,
+            16,
+        ),
     };
     config.data.validation = match (profile, dataset) {
         (Profile::Smoke, _) => 0,
@@ -65,7 +77,9 @@ pub fn grid(profile: Profile) -> Grid {
         Profile::Cpu => "cpu profile: 5,000 training images (1,000 held out for lambda; 500 for STL-10), \
             2,000 test images, 5 epochs of the paper recipe."
             .to_owned(),
-        Profile::Smoke => format!("smoke profile: generated data ({SMOKE_DATA}), 1 epoch of Adam 1e-3, batch 16, one seed."),
+        Profile::Smoke => {
+            format!("smoke profile: generated data ({SMOKE_DATA}), 1 epoch of Adam 1e-3, batch 16, one seed.")
+        }
     }];
     Grid { target: Target::Table(2), profile, cells, notes, max_seeds: (profile == Profile::Smoke).then_some(1) }
 }

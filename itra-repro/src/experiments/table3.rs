@@ -15,7 +15,14 @@ const SETTINGS: [(&str, &str, Arch, [u32; 3]); 2] = [
 
 pub const SMOKE_DATA: &str = "synthetic:3x32x32:10:32:16";
 
-fn config(dataset: &str, arch: Arch, method: Method, lambda: f64, batch: usize, profile: Profile) -> crate::ExperimentConfig {
+fn config(
+    dataset: &str,
+    arch: Arch,
+    method: Method,
+    lambda: f64,
+    batch: usize,
+    profile: Profile,
+) -> crate::ExperimentConfig {
     let sgd = OptimizerConfig::Sgd { lr: 0.1 * batch as f64 / 256.0, momentum: 0.9, weight_decay: 5e-4 };
     match profile {
         Profile::Paper => {
