@@ -12,6 +12,7 @@ pub mod device;
 pub mod encode;
 pub mod experiments;
 pub mod figures;
+pub mod metrics_table;
 pub mod paper;
 pub mod pipeline;
 pub mod provenance;

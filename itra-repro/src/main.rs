@@ -201,6 +201,13 @@ impl TrainArgs {
     }
 }
 
+/// glibc's malloc returns large freed blocks (most tensor buffers) to the kernel, so every
+/// training step page-faults its buffers back in; mimalloc keeps them. The measured effect is
+/// in `docs/benchmarks.md`. Build without the `mimalloc` feature to use the system allocator.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let data_dir = cli.data_dir.clone().unwrap_or_else(itra_data::default_data_dir);

@@ -313,6 +313,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             bar.println(line);
         }
         history.push(metrics);
+        crate::metrics_table::write(&options.run_dir, &history)?;
         save_checkpoint(
             &options.run_dir,
             &CheckpointState::capture(&config_hash, &history, &objective),

@@ -182,6 +182,7 @@ pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalizatio
 pub mod files {
     pub const CONFIG: &str = "config.json";
     pub const METRICS: &str = "metrics.jsonl";
+    pub const METRICS_TABLE: &str = crate::metrics_table::FILE;
     pub const RESULT: &str = "result.json";
     pub const MODEL: &str = "model.bpk";
     pub const CHECKPOINT: &str = "checkpoint";
@@ -294,7 +295,8 @@ pub(crate) fn restore_objective(objective: &mut ItraObjective, state: &mut Check
 }
 
 /// Trains `config` (resuming from its checkpoint if one exists), writing `config.json`,
-/// `metrics.jsonl`, the final `model.bpk` and, last, `result.json` into the run directory.
+/// `metrics.jsonl` and `metrics.parquet`, the final `model.bpk` and, last, `result.json` into
+/// the run directory.
 /// Text encoders go to [`crate::text_train::train_text`].
 pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
     let ModelConfig::Vision { arch } = config.model else {
@@ -432,6 +434,7 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             bar.println(line);
         }
         history.push(metrics);
+        crate::metrics_table::write(&options.run_dir, &history)?;
         save_checkpoint(
             &options.run_dir,
             &CheckpointState::capture(&config_hash, &history, &objective),

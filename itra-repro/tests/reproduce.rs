@@ -225,4 +225,10 @@ fn kill_and_resume(train_args: &[&str]) {
     assert_eq!(strip(&run_dir), expected);
     let lines = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().count();
     assert_eq!(lines, 4, "metrics.jsonl holds each epoch once");
+    use polars::prelude::{ParquetReader, SerReader};
+    let table = ParquetReader::new(std::fs::File::open(run_dir.join("metrics.parquet")).unwrap()).finish().unwrap();
+    assert_eq!(table.height(), 4, "metrics.parquet holds each epoch once");
+    let accuracy: Vec<f64> = table.column("test_accuracy").unwrap().f64().unwrap().into_no_null_iter().collect();
+    let expected_accuracy: Vec<f64> = expected.iter().map(|e| e["test_accuracy"].as_f64().unwrap()).collect();
+    assert_eq!(accuracy, expected_accuracy);
 }
