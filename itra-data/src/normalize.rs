@@ -27,7 +27,7 @@ pub struct Normalization {
     pub std: Vec<f32>,
 }
 
-/// Running per-channel sums; `u64` per image and `f64` across images, as the runner sums.
+/// Running per-channel sums; `u64` per image and `f64` across images.
 #[derive(Debug, Clone)]
 struct ChannelSums {
     sum: Vec<f64>,
@@ -86,7 +86,6 @@ impl Normalization {
                 sums.add(image, plane);
             }
         }
-        // The runner divides by `len * plane`, which is the same count.
         sums.finish()
     }
 
@@ -113,7 +112,7 @@ impl Normalization {
 
     /// Appends the normalised CHW image `chw` (`plane` pixels per channel) to `out`: a raw
     /// byte `p` of channel `c` becomes `p * (1 / (255 std_c)) - mean_c / std_c`, computed in
-    /// `f32` exactly as the runner's `Normalization::batch`.
+    /// `f32`.
     pub fn extend_normalized(&self, chw: &[u8], plane: usize, out: &mut Vec<f32>) {
         for ((channel, &mean), &std) in chw.chunks_exact(plane.max(1)).zip(&self.mean).zip(&self.std) {
             let (scale, shift) = (1.0 / (255.0 * std), mean / std);

@@ -2,8 +2,8 @@
 //!
 //! **Every random choice is a pure function of `(seed, stream, epoch)`** (and, for
 //! augmentation, of the example index), so a resumed run replays exactly the same orders and
-//! crops without saving generator state. The streams and orders are bit-identical to
-//! `itra_repro::pipeline`'s.
+//! crops without saving generator state. The streams and orders are bit-identical to those of
+//! the runner's own sampler before it moved here, so earlier runs replay unchanged.
 
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -189,7 +189,7 @@ mod tests {
     #[test]
     fn orders_are_pinned() {
         // Pinned so that a change of rand, rand_chacha or the stream layout cannot silently
-        // change which examples a seed trains on (itra_repro::pipeline gives the same).
+        // change which examples a seed trains on (the runner's earlier sampler gave the same).
         let (first, second) = PairedSampler::new(8, 2, 42).epoch_orders(3);
         assert_eq!((first, second), (PINNED_FIRST.to_vec(), PINNED_SECOND.to_vec()));
     }

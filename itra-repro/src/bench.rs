@@ -13,6 +13,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -21,13 +22,13 @@ use burn::tensor::Device;
 use itra_core::{
     ItraObjective, ItraObjectiveConfig, Method, MmdLossConfig, SecondBatch, SecondBatchMode, SecondForward,
 };
-use itra_data::{ImageDataset, Split};
+use itra_data::{Augmentation, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Split};
 use itra_models::{Arch, FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
 use crate::config::OptimizerConfig;
 use crate::device::DeviceSpec;
-use crate::pipeline::{Normalization, PairedSampler, init_seed};
+use crate::pipeline::{PairedSampler, init_seed, next_step, to_tensor};
 
 /// The line prefix a child uses for its one JSON result on stdout.
 const RESULT_PREFIX: &str = "itra-bench-result ";
@@ -284,9 +285,11 @@ struct Trainer {
     model: Option<VisionModel>,
     optim: ModuleOptimizer,
     objective: ItraObjective,
-    norm: Normalization,
-    data: ImageDataset,
+    /// The training set, batched by an epoch's [`Loader`] as in `train::train`.
+    pipeline: Pipeline,
     sampler: PairedSampler,
+    loader: Option<Loader>,
+    with_second: bool,
     lr: f64,
     device: Device,
     step: usize,
@@ -295,6 +298,9 @@ struct Trainer {
 impl Trainer {
     fn new(model: Arch, case: MethodCase, batch_size: usize, device: Device) -> Result<Self> {
         let data = dataset(model)?;
+        if batch_size == 0 {
+            bail!("the batch size must be positive");
+        }
         if data.len() < batch_size {
             bail!("batch size {batch_size} exceeds the {} generated images", data.len());
         }
@@ -307,13 +313,15 @@ impl Trainer {
             .with_mmd(MmdLossConfig::new())
             .init(&device)?;
         let optimizer_config = optimizer_config(model);
+        let norm = Normalization::of(&data);
         Ok(Trainer {
             model: Some(network),
             optim: crate::train::optimizer(&optimizer_config),
+            with_second: objective.second_forward() != SecondForward::None,
             objective,
-            norm: Normalization::of(&data),
             sampler: PairedSampler::new(data.len(), batch_size, 0),
-            data,
+            pipeline: Pipeline::new(Arc::new(data), Augmentation::None, norm, 0),
+            loader: None,
             lr: optimizer_config.lr(),
             device,
             step: 0,
@@ -324,21 +332,24 @@ impl Trainer {
     fn step(&mut self) -> Result<()> {
         let steps = self.sampler.steps_per_epoch();
         let (epoch, step) = (self.step / steps, self.step % steps);
-        // Regenerating the orders each step costs a shuffle of 2,560 indices: noise next to a step.
-        let (first_order, second_order) = self.sampler.epoch_orders(epoch);
+        if step == 0 {
+            let requests = self.sampler.epoch_requests(epoch, self.with_second);
+            self.loader = Some(Loader::new(self.pipeline.clone(), requests, epoch, LoaderOptions::default()));
+        }
+        let loader = self.loader.as_mut().context("no batch loader for this epoch")?;
+        let (first_batch, second_batch) = next_step(loader, self.with_second).context("loading a training batch")?;
         let model = self.model.take().expect("the model is put back after every step");
-        let (images, labels) = self.norm.batch(&self.data, self.sampler.batch(&first_order, step), &self.device);
+        let (images, labels) = to_tensor(first_batch, &self.device);
         let h1 = model.forward_features(images);
         let logits = model.forward_head(h1.clone());
         let second_labels;
-        let second = match self.objective.second_forward() {
-            SecondForward::None => None,
-            mode => {
-                let (images2, labels2) =
-                    self.norm.batch(&self.data, self.sampler.batch(&second_order, step), &self.device);
+        let second = match second_batch {
+            None => None,
+            Some(second_batch) => {
+                let (images2, labels2) = to_tensor(second_batch, &self.device);
                 second_labels = labels2;
                 let mut h2 = model.forward_features(images2);
-                if mode == SecondForward::Detached {
+                if self.objective.second_forward() == SecondForward::Detached {
                     h2 = h2.detach();
                 }
                 Some(SecondBatch { features: h2, labels: &second_labels })

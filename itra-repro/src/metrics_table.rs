@@ -78,10 +78,9 @@ mod tests {
         let read = ParquetReader::new(file).finish().unwrap();
         assert_eq!(read.shape(), (2, 12));
         assert_eq!(read, frame(&history).unwrap());
-        let accuracy: Vec<Option<f64>> = read.column("test_accuracy").unwrap().f64().unwrap().into_iter().collect();
+        let accuracy: Vec<Option<f64>> = read.column("test_accuracy").unwrap().f64().unwrap().iter().collect();
         assert_eq!(accuracy, [Some(81.0), Some(82.0)]);
-        let regularizer: Vec<Option<f64>> =
-            read.column("train_regularizer").unwrap().f64().unwrap().into_iter().collect();
+        let regularizer: Vec<Option<f64>> = read.column("train_regularizer").unwrap().f64().unwrap().iter().collect();
         assert_eq!(regularizer, [Some(0.25), None]);
         assert_eq!(read.column("val_ce").unwrap().null_count(), 2);
     }

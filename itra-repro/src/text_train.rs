@@ -32,7 +32,8 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
-use itra_data::{Split, TextDataset};
+use itra_data::sampler::{init_seed, rng};
+use itra_data::{PairedSampler, Split, Stream, TextDataset};
 use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -40,7 +41,6 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, ModelConfig};
 use crate::encode::{Encoder, resolve_encoder};
-use crate::pipeline::{PairedSampler, Stream, init_seed, rng};
 use crate::provenance::{Provenance, write_atomic};
 use crate::train::{
     CheckpointState, DISTANCE_EVERY, RunOptions, RunSummary, Sums, files, load_checkpoint, optimizer_with,

@@ -5,6 +5,7 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
@@ -16,12 +17,12 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjective, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
-use itra_data::{ImageDataset, Split};
+use itra_data::{Augmentation, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Split};
 use itra_models::{FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ExperimentConfig, ModelConfig, OptimizerConfig};
-use crate::pipeline::{Normalization, PairedSampler, Stream, init_seed, rng};
+use crate::pipeline::{PairedSampler, Stream, init_seed, next_step, rng, to_tensor};
 use crate::provenance::{Provenance, write_atomic};
 
 /// One epoch's numbers, one JSON line of `metrics.jsonl`.
@@ -163,7 +164,7 @@ pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalizatio
     let indices: Vec<usize> = (0..dataset.len()).collect();
     let (mut correct, mut ce_sum) = (0usize, 0f64);
     for chunk in indices.chunks(EVAL_BATCH) {
-        let (images, labels) = norm.batch(dataset, chunk, device);
+        let (images, labels) = to_tensor(crate::pipeline::batch(dataset, norm, chunk), device);
         let logits: Vec<f32> = model.forward(images).into_data().iter::<f32>().collect();
         let classes = logits.len() / chunk.len();
         for (row, &label) in logits.chunks_exact(classes).zip(&labels) {
@@ -307,8 +308,10 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
-    let splits = load_data(config, &options.data_dir)?;
-    let train_set = &splits.train;
+    let Splits { train: train_set, validation: validation_set, test: test_set } = load_data(config, &options.data_dir)?;
+    if config.batch_size == 0 {
+        bail!("the batch size must be positive");
+    }
     if train_set.len() < config.batch_size {
         bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
     }
@@ -347,8 +350,12 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     }
     metrics_file.flush()?;
 
-    let norm = Normalization::of(train_set);
+    let norm = Normalization::of(&train_set);
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
+    // Batches are assembled on the loader's worker threads ahead of the step; the distance probe
+    // and evaluation make theirs in place.
+    let pipeline = Pipeline::new(Arc::new(train_set), Augmentation::None, norm.clone(), config.seed);
+    let with_second = objective.second_forward() != SecondForward::None;
     let steps = sampler.steps_per_epoch();
     let total_steps = steps * config.epochs;
     let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
@@ -363,22 +370,26 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         // epoch draws what the uninterrupted one drew.
         device.seed(init_seed(config.seed.wrapping_add(1 + epoch as u64)));
         let (first_order, second_order) = sampler.epoch_orders(epoch);
+        let mut loader =
+            Loader::new(pipeline.clone(), sampler.epoch_requests(epoch, with_second), epoch, LoaderOptions::default());
         let mut sums = Sums::default();
         let started = Instant::now();
         for step in 0..steps {
             let global_step = epoch * steps + step;
             let lr = config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
-            let (images, labels) = norm.batch(train_set, sampler.batch(&first_order, step), &device);
+            let (first_batch, second_batch) =
+                next_step(&mut loader, with_second).context("loading a training batch")?;
+            let (images, labels) = to_tensor(first_batch, &device);
             let h1 = model.forward_features(images);
             let logits = model.forward_head(h1.clone());
             let second_labels;
-            let second = match objective.second_forward() {
-                SecondForward::None => None,
-                mode => {
-                    let (images2, labels2) = norm.batch(train_set, sampler.batch(&second_order, step), &device);
+            let second = match second_batch {
+                None => None,
+                Some(second_batch) => {
+                    let (images2, labels2) = to_tensor(second_batch, &device);
                     second_labels = labels2;
                     let mut h2 = model.forward_features(images2);
-                    if mode == SecondForward::Detached {
+                    if objective.second_forward() == SecondForward::Detached {
                         h2 = h2.detach();
                     }
                     Some(SecondBatch { features: h2, labels: &second_labels })
@@ -386,8 +397,11 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             };
             if step % DISTANCE_EVERY == 0 {
                 let inference = model.valid();
-                let (images1, labels1) = norm.batch(train_set, sampler.batch(&first_order, step), &eval_device);
-                let (images2, labels2) = norm.batch(train_set, sampler.batch(&second_order, step), &eval_device);
+                let probe = |indices: &[usize], stream: Stream| {
+                    pipeline.batch(indices, stream, epoch).map(|batch| to_tensor(batch, &eval_device))
+                };
+                let (images1, labels1) = probe(sampler.batch(&first_order, step), Stream::AugmentFirst)?;
+                let (images2, labels2) = probe(sampler.second_batch(&second_order, step), Stream::AugmentSecond)?;
                 let stats = DistanceStats::compute(
                     inference.forward_features(images1),
                     &labels1,
@@ -414,8 +428,8 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let inference = model.valid();
-        let validation = splits.validation.as_ref().map(|v| evaluate(&inference, v, &norm, &eval_device));
-        let (test_accuracy, test_ce) = evaluate(&inference, &splits.test, &norm, &eval_device);
+        let validation = validation_set.as_ref().map(|v| evaluate(&inference, v, &norm, &eval_device));
+        let (test_accuracy, test_ce) = evaluate(&inference, &test_set, &norm, &eval_device);
         let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
         serde_json::to_writer(&mut metrics_file, &metrics)?;
         writeln!(metrics_file)?;

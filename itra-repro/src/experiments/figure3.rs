@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::{Profile, Runner, figure1};
 use crate::figures::{ScatterGroup, TsneConfig, scatter_figure, tsne_flat};
-use crate::pipeline::Normalization;
+use crate::pipeline::{batch, to_tensor};
 use crate::provenance::write_atomic;
 use crate::train::{load_data, load_trained_model};
 
@@ -37,7 +37,7 @@ fn test_features(
     n: usize,
 ) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<String>)> {
     let splits = load_data(config, &runner.data_dir)?;
-    let norm = Normalization::of(&splits.train);
+    let norm = itra_data::Normalization::of(&splits.train);
     let device = config.device.device()?;
     let shape = [splits.train.channels, splits.train.height, splits.train.width];
     let model = load_trained_model(config, &runner.run_dir(config), shape, splits.train.num_classes, &device)?;
@@ -45,7 +45,7 @@ fn test_features(
     let mut features = Vec::new();
     let mut labels = Vec::new();
     for chunk in indices.chunks(500) {
-        let (images, chunk_labels) = norm.batch(&splits.test, chunk, &device);
+        let (images, chunk_labels) = to_tensor(batch(&splits.test, &norm, chunk), &device);
         features.extend(model.forward_features(images).into_data().iter::<f32>());
         labels.extend(chunk_labels);
     }
