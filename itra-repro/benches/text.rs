@@ -13,7 +13,6 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use burn::module::AutodiffModule;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::tensor::{Device, Int, Tensor};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
@@ -69,8 +68,6 @@ fn text(c: &mut Criterion) {
         })
     });
     group.finish();
-    // The inference copy is what `itra encode` would use after fine-tuning.
-    black_box(model.valid());
 }
 
 criterion_group!(benches, text);

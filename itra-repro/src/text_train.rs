@@ -20,15 +20,13 @@
 //! `$ITRA_AG_NEWS_TEST` if set, else `../shared/data/ag_news/test.csv` (relative to the working
 //! directory, then to the workspace root), else `<data_dir>/ag_news/ag_news_csv/test.csv`.
 
-use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
-use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::Device;
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
@@ -41,11 +39,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, ModelConfig};
 use crate::encode::{Encoder, resolve_encoder};
-use crate::provenance::{Provenance, write_atomic};
-use crate::train::{
-    CheckpointState, DISTANCE_EVERY, RunOptions, RunSummary, Sums, files, load_checkpoint, optimizer_with,
-    peak_rss_mib, restore_objective, save_checkpoint,
-};
+use crate::train::{DISTANCE_EVERY, RunFiles, RunOptions, RunSummary, Sums, optimizer_with};
 
 /// The dataset id of the 80/20 split of AG News' test CSV.
 pub const AG_NEWS_TEST_SPLIT: &str = "ag_news-test-split";
@@ -116,9 +110,16 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(Tex
         let (train, held_out) = stratified_split(&all.labels, all.num_classes, TRAIN_FRACTION, SPLIT_SEED);
         (all.subset(&train), all.subset(&held_out))
     } else {
+        let hint = || {
+            if id == "ag_news" && ag_news_test_csv(data_dir).is_ok() {
+                format!("to fine-tune on AG News' test split alone (80/20), use --dataset {AG_NEWS_TEST_SPLIT}")
+            } else {
+                format!("dataset `{id}`")
+            }
+        };
         (
-            itra_data::load_text_dataset(id, data_dir, Split::Train)?,
-            itra_data::load_text_dataset(id, data_dir, Split::Test)?,
+            itra_data::load_text_dataset(id, data_dir, Split::Train).with_context(hint)?,
+            itra_data::load_text_dataset(id, data_dir, Split::Test).with_context(hint)?,
         )
     };
     if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {
@@ -211,28 +212,9 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
         .init(&device)?;
 
-    fs::create_dir_all(&options.run_dir)
-        .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
-    let config_hash = config.hash();
-    let (checkpoint, mut optim) =
-        load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer_with(&config.optimizer, true))?;
-    let mut history = Vec::with_capacity(config.epochs);
-    let mut start_epoch = 0;
-    if let Some(mut state) = checkpoint {
-        restore_objective(&mut objective, &mut state, &device);
-        start_epoch = state.epochs_done;
-        history = state.history;
-    }
-    Provenance::new(config).write(&options.run_dir)?;
-    let metrics_path = options.run_dir.join(files::METRICS);
-    let mut metrics_file = BufWriter::new(
-        File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
-    );
-    for metrics in &history {
-        serde_json::to_writer(&mut metrics_file, metrics)?;
-        writeln!(metrics_file)?;
-    }
-    metrics_file.flush()?;
+    let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer_with(&config.optimizer, true))?;
+    files.restore(&mut objective, &device);
+    let start_epoch = files.start_epoch;
 
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
     let steps = sampler.steps_per_epoch();
@@ -296,9 +278,6 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         let (test_accuracy, test_ce) = evaluate(&model.valid(), &tokenizer, &test_tokens, &eval_device);
         // `images_per_second` counts sequences for text runs.
         let metrics = sums.finish(epoch, train_seconds, config.batch_size, None, test_accuracy, test_ce);
-        serde_json::to_writer(&mut metrics_file, &metrics)?;
-        writeln!(metrics_file)?;
-        metrics_file.flush()?;
         let line = format!(
             "epoch {:>3}: train loss {:.4}  held-out accuracy {:.2}%  held-out CE {:.4}  {:.1} seq/s",
             epoch + 1,
@@ -312,31 +291,11 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         } else {
             bar.println(line);
         }
-        history.push(metrics);
-        crate::metrics_table::write(&options.run_dir, &history)?;
-        save_checkpoint(
-            &options.run_dir,
-            &CheckpointState::capture(&config_hash, &history, &objective),
-            &model,
-            &optim,
-        )?;
+        files.record(metrics, &objective, &model, &optim)?;
     }
     bar.finish_and_clear();
 
-    model
-        .valid()
-        .save_into(&mut BurnpackStore::from_file(options.run_dir.join(files::MODEL)).overwrite(true))
-        .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
-    let summary = RunSummary {
-        config_hash,
-        run_dir: options.run_dir.clone(),
-        epochs: history,
-        peak_rss_mib: peak_rss_mib(),
-        resumed_from_epoch: start_epoch,
-    };
-    write_atomic(&options.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
-    fs::remove_dir_all(options.run_dir.join(files::CHECKPOINT)).ok();
-    Ok(summary)
+    files.finish(&model.valid())
 }
 
 #[cfg(test)]

@@ -191,7 +191,7 @@ pub mod files {
 
 /// Everything besides model and optimiser that a resumed run needs.
 #[derive(Debug, Serialize, Deserialize)]
-pub(crate) struct CheckpointState {
+struct CheckpointState {
     pub config_hash: String,
     pub epochs_done: usize,
     pub history: Vec<EpochMetrics>,
@@ -227,7 +227,7 @@ fn host_to_tensor((values, shape): (Vec<f32>, [usize; 2]), device: &Device) -> T
 
 /// Writes the checkpoint for `epochs_done` into `<run>/checkpoint/`, replacing the previous one
 /// only once the new one is complete.
-pub(crate) fn save_checkpoint<M: Module>(
+fn save_checkpoint<M: Module>(
     run_dir: &Path,
     state: &CheckpointState,
     model: &M,
@@ -258,7 +258,7 @@ pub(crate) fn save_checkpoint<M: Module>(
 }
 
 /// Loads a checkpoint of this very configuration, if one exists.
-pub(crate) fn load_checkpoint<M: Module>(
+fn load_checkpoint<M: Module>(
     run_dir: &Path,
     config_hash: &str,
     model: &mut M,
@@ -287,12 +287,96 @@ pub(crate) fn load_checkpoint<M: Module>(
     Ok((Some(state), optim))
 }
 
-pub(crate) fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
+fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
     if let (Some(center), Some(centers)) = (objective.center.as_mut(), state.centers.take()) {
         center.centers = RunningState::new(host_to_tensor(centers, device));
     }
     objective.cache =
         state.cache.take().map(|(values, shape, labels)| (host_to_tensor((values, shape), device), labels));
+}
+
+/// A run directory being written: provenance, the per-epoch metrics (`metrics.jsonl` and
+/// `metrics.parquet`), checkpoints, and at the end the final model and `result.json`. Shared by
+/// the vision and the text loop.
+pub(crate) struct RunFiles {
+    run_dir: PathBuf,
+    config_hash: String,
+    metrics_file: BufWriter<File>,
+    history: Vec<EpochMetrics>,
+    checkpoint: Option<CheckpointState>,
+    /// The epoch training starts from: 0, or the number of epochs in the checkpoint.
+    pub start_epoch: usize,
+}
+
+impl RunFiles {
+    /// Creates the run directory, loads this configuration's checkpoint into `model` and
+    /// `optim` if there is one, writes `config.json` and rewrites `metrics.jsonl` from the
+    /// checkpoint's history (so an epoch cut short leaves no line behind).
+    pub fn open<M: Module>(
+        config: &ExperimentConfig,
+        options: &RunOptions,
+        model: &mut M,
+        optim: ModuleOptimizer,
+    ) -> Result<(Self, ModuleOptimizer)> {
+        let run_dir = options.run_dir.clone();
+        fs::create_dir_all(&run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+        let config_hash = config.hash();
+        let (checkpoint, optim) = load_checkpoint(&run_dir, &config_hash, model, optim)?;
+        let history = checkpoint.as_ref().map(|state| state.history.clone()).unwrap_or_default();
+        Provenance::new(config).write(&run_dir)?;
+        let metrics_path = run_dir.join(files::METRICS);
+        let mut metrics_file = BufWriter::new(
+            File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
+        );
+        for metrics in &history {
+            serde_json::to_writer(&mut metrics_file, metrics)?;
+            writeln!(metrics_file)?;
+        }
+        metrics_file.flush()?;
+        let start_epoch = history.len();
+        Ok((RunFiles { run_dir, config_hash, metrics_file, history, checkpoint, start_epoch }, optim))
+    }
+
+    /// Puts the checkpoint's Center-loss centres and cached features back into `objective`.
+    pub fn restore(&mut self, objective: &mut ItraObjective, device: &Device) {
+        if let Some(mut state) = self.checkpoint.take() {
+            restore_objective(objective, &mut state, device);
+        }
+    }
+
+    /// Appends an epoch's metrics and checkpoints the state after it.
+    pub fn record<M: Module>(
+        &mut self,
+        metrics: EpochMetrics,
+        objective: &ItraObjective,
+        model: &M,
+        optim: &ModuleOptimizer,
+    ) -> Result<()> {
+        serde_json::to_writer(&mut self.metrics_file, &metrics)?;
+        writeln!(self.metrics_file)?;
+        self.metrics_file.flush()?;
+        self.history.push(metrics);
+        crate::metrics_table::write(&self.run_dir, &self.history)?;
+        let state = CheckpointState::capture(&self.config_hash, &self.history, objective);
+        save_checkpoint(&self.run_dir, &state, model, optim)
+    }
+
+    /// Saves the final (inference) model, writes `result.json` last and drops the checkpoint.
+    pub fn finish<M: Module>(self, model: &M) -> Result<RunSummary> {
+        model
+            .save_into(&mut BurnpackStore::from_file(self.run_dir.join(files::MODEL)).overwrite(true))
+            .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
+        let summary = RunSummary {
+            config_hash: self.config_hash,
+            run_dir: self.run_dir.clone(),
+            epochs: self.history,
+            peak_rss_mib: peak_rss_mib(),
+            resumed_from_epoch: self.start_epoch,
+        };
+        write_atomic(&self.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
+        fs::remove_dir_all(self.run_dir.join(files::CHECKPOINT)).ok();
+        Ok(summary)
+    }
 }
 
 /// Trains `config` (resuming from its checkpoint if one exists), writing `config.json`,
@@ -326,29 +410,9 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
         .init(&device)?;
 
-    fs::create_dir_all(&options.run_dir)
-        .with_context(|| format!("cannot create run directory {}", options.run_dir.display()))?;
-    let config_hash = config.hash();
-    let (checkpoint, mut optim) =
-        load_checkpoint(&options.run_dir, &config_hash, &mut model, optimizer(&config.optimizer))?;
-    let mut history = Vec::with_capacity(config.epochs);
-    let mut start_epoch = 0;
-    if let Some(mut state) = checkpoint {
-        restore_objective(&mut objective, &mut state, &device);
-        start_epoch = state.epochs_done;
-        history = state.history;
-    }
-    Provenance::new(config).write(&options.run_dir)?;
-    // Rewritten from the checkpoint's history, so an epoch cut short leaves no line behind.
-    let metrics_path = options.run_dir.join(files::METRICS);
-    let mut metrics_file = BufWriter::new(
-        File::create(&metrics_path).with_context(|| format!("cannot create {}", metrics_path.display()))?,
-    );
-    for metrics in &history {
-        serde_json::to_writer(&mut metrics_file, metrics)?;
-        writeln!(metrics_file)?;
-    }
-    metrics_file.flush()?;
+    let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer(&config.optimizer))?;
+    files.restore(&mut objective, &device);
+    let start_epoch = files.start_epoch;
 
     let norm = Normalization::of(&train_set);
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
@@ -431,9 +495,6 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         let validation = validation_set.as_ref().map(|v| evaluate(&inference, v, &norm, &eval_device));
         let (test_accuracy, test_ce) = evaluate(&inference, &test_set, &norm, &eval_device);
         let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
-        serde_json::to_writer(&mut metrics_file, &metrics)?;
-        writeln!(metrics_file)?;
-        metrics_file.flush()?;
         let line = format!(
             "epoch {:>3}: train loss {:.4}  test accuracy {:.2}%  test CE {:.4}  {:.0} img/s",
             epoch + 1,
@@ -447,31 +508,11 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         } else {
             bar.println(line);
         }
-        history.push(metrics);
-        crate::metrics_table::write(&options.run_dir, &history)?;
-        save_checkpoint(
-            &options.run_dir,
-            &CheckpointState::capture(&config_hash, &history, &objective),
-            &model,
-            &optim,
-        )?;
+        files.record(metrics, &objective, &model, &optim)?;
     }
     bar.finish_and_clear();
 
-    model
-        .valid()
-        .save_into(&mut BurnpackStore::from_file(options.run_dir.join(files::MODEL)).overwrite(true))
-        .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
-    let summary = RunSummary {
-        config_hash,
-        run_dir: options.run_dir.clone(),
-        epochs: history,
-        peak_rss_mib: peak_rss_mib(),
-        resumed_from_epoch: start_epoch,
-    };
-    write_atomic(&options.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
-    fs::remove_dir_all(options.run_dir.join(files::CHECKPOINT)).ok();
-    Ok(summary)
+    files.finish(&model.valid())
 }
 
 /// Rebuilds a finished run's model from its `model.bpk`, on `device`.
