@@ -28,7 +28,6 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
 use itra_data::sampler::{init_seed, rng};
 use itra_data::{PairedSampler, Split, Stream, TextDataset};
@@ -39,7 +38,9 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::config::{ExperimentConfig, ModelConfig};
 use crate::encode::{Encoder, resolve_encoder};
-use crate::train::{DISTANCE_EVERY, RunFiles, RunOptions, RunSummary, Sums, optimizer_with};
+use crate::train::{
+    DISTANCE_EVERY, RunFiles, RunOptions, RunSummary, Score, Sums, announce, optimizer_with, progress_bar,
+};
 
 /// The dataset id of the 80/20 split of AG News' test CSV.
 pub const AG_NEWS_TEST_SPLIT: &str = "ag_news-test-split";
@@ -163,21 +164,12 @@ impl TokenizedSet {
 fn evaluate(model: &TextModel, tokenizer: &TextTokenizer, set: &TokenizedSet, device: &Device) -> (f64, f64) {
     let mut order: Vec<usize> = (0..set.labels.len()).collect();
     order.sort_by_key(|&i| set.sequences[i].ids.len());
-    let (mut correct, mut ce_sum) = (0usize, 0f64);
+    let mut score = Score::default();
     for chunk in order.chunks(EVAL_BATCH) {
         let (batch, labels) = set.batch(tokenizer, chunk, device);
-        let logits: Vec<f32> = model.forward(&batch).into_data().iter::<f32>().collect();
-        let classes = logits.len() / chunk.len();
-        for (row, &label) in logits.chunks_exact(classes).zip(&labels) {
-            let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            let log_sum = row.iter().map(|&z| f64::from(z - max).exp()).sum::<f64>().ln() + f64::from(max);
-            ce_sum += log_sum - f64::from(row[label]);
-            let predicted = row.iter().enumerate().fold(0, |best, (k, &z)| if z > row[best] { k } else { best });
-            correct += usize::from(predicted == label);
-        }
+        score.add(&model.forward(&batch).into_data().iter::<f32>().collect::<Vec<_>>(), &labels);
     }
-    let n = set.labels.len().max(1) as f64;
-    (100.0 * correct as f64 / n, ce_sum / n)
+    score.finish()
 }
 
 /// Fine-tunes `config`'s text encoder (resuming from its checkpoint if one exists), writing the
@@ -220,12 +212,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     let steps = sampler.steps_per_epoch();
     let total_steps = steps * config.epochs;
     let warmup_steps = ((WARMUP_FRACTION * total_steps as f64).ceil() as usize).max(1);
-    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("valid progress template"),
-    );
-    bar.set_position((start_epoch * steps) as u64);
+    let bar = progress_bar(options.progress, total_steps, start_epoch * steps);
 
     for epoch in start_epoch..config.epochs {
         // Dropout draws from Burn's generator: restart it per epoch so a resumed epoch matches.
@@ -286,11 +273,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             metrics.test_ce,
             metrics.images_per_second
         );
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
+        announce(&bar, line);
         files.record(metrics, &objective, &model, &optim)?;
     }
     bar.finish_and_clear();

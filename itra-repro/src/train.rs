@@ -162,21 +162,61 @@ pub fn optimizer_with(config: &OptimizerConfig, decoupled_weight_decay: bool) ->
 pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalization, device: &Device) -> (f64, f64) {
     const EVAL_BATCH: usize = 500;
     let indices: Vec<usize> = (0..dataset.len()).collect();
-    let (mut correct, mut ce_sum) = (0usize, 0f64);
+    let mut score = Score::default();
     for chunk in indices.chunks(EVAL_BATCH) {
         let (images, labels) = to_tensor(crate::pipeline::batch(dataset, norm, chunk), device);
-        let logits: Vec<f32> = model.forward(images).into_data().iter::<f32>().collect();
-        let classes = logits.len() / chunk.len();
-        for (row, &label) in logits.chunks_exact(classes).zip(&labels) {
+        score.add(&model.forward(images).into_data().iter::<f32>().collect::<Vec<_>>(), &labels);
+    }
+    score.finish()
+}
+
+/// Accuracy and cross-entropy accumulated over batches of logits.
+#[derive(Debug, Default)]
+pub(crate) struct Score {
+    correct: usize,
+    ce_sum: f64,
+    count: usize,
+}
+
+impl Score {
+    /// Adds a batch: `logits` row-major `[labels.len(), classes]`.
+    pub fn add(&mut self, logits: &[f32], labels: &[usize]) {
+        let classes = logits.len() / labels.len().max(1);
+        for (row, &label) in logits.chunks_exact(classes.max(1)).zip(labels) {
             let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let log_sum = row.iter().map(|&z| f64::from(z - max).exp()).sum::<f64>().ln() + f64::from(max);
-            ce_sum += log_sum - f64::from(row[label]);
+            self.ce_sum += log_sum - f64::from(row[label]);
             let predicted = row.iter().enumerate().fold(0, |best, (k, &z)| if z > row[best] { k } else { best });
-            correct += usize::from(predicted == label);
+            self.correct += usize::from(predicted == label);
+            self.count += 1;
         }
     }
-    let n = dataset.len().max(1) as f64;
-    (100.0 * correct as f64 / n, ce_sum / n)
+
+    /// Accuracy in percent and mean cross-entropy.
+    pub fn finish(&self) -> (f64, f64) {
+        let n = self.count.max(1) as f64;
+        (100.0 * self.correct as f64 / n, self.ce_sum / n)
+    }
+}
+
+/// The training progress bar (hidden unless `show`), positioned at `start` of `total` steps.
+pub(crate) fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
+    let bar = if show { ProgressBar::new(total as u64) } else { ProgressBar::hidden() };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
+            .expect("valid progress template"),
+    );
+    bar.set_position(start as u64);
+    bar
+}
+
+/// Prints an epoch's summary line above the progress bar, or plainly when it is hidden.
+pub(crate) fn announce(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
 }
 
 /// The files of a run directory.
@@ -422,12 +462,7 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     let with_second = objective.second_forward() != SecondForward::None;
     let steps = sampler.steps_per_epoch();
     let total_steps = steps * config.epochs;
-    let bar = if options.progress { ProgressBar::new(total_steps as u64) } else { ProgressBar::hidden() };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}")
-            .expect("valid progress template"),
-    );
-    bar.set_position((start_epoch * steps) as u64);
+    let bar = progress_bar(options.progress, total_steps, start_epoch * steps);
 
     for epoch in start_epoch..config.epochs {
         // Burn's own generator (dropout, if any) restarts from a per-epoch seed, so a resumed
@@ -503,11 +538,7 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             metrics.test_ce,
             metrics.images_per_second
         );
-        if bar.is_hidden() {
-            println!("{line}");
-        } else {
-            bar.println(line);
-        }
+        announce(&bar, line);
         files.record(metrics, &objective, &model, &optim)?;
     }
     bar.finish_and_clear();
