@@ -2,6 +2,7 @@
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
+use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
 
 use crate::init::conv_kaiming_normal_fan_out;
@@ -26,6 +27,24 @@ pub fn conv2d(
         .with_initializer(conv_kaiming_normal_fan_out(channels[1], [kernel, kernel]))
         .init(device);
     if bias { Conv2d { bias: Some(Initializer::Zeros.init([channels[1]], device)), ..conv } } else { conv }
+}
+
+/// Applies `conv` to `x` through [`crate::kernels::conv2d`]: this crate's kernels on flex for
+/// symmetric explicit padding, Burn's `Conv2d::forward` otherwise. Same numbers, same parameters.
+pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+    match conv.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => {
+            let options = ConvOptions::new(conv.stride, [top, left], conv.dilation, conv.groups);
+            crate::kernels::conv2d(x, conv.weight.val(), conv.bias.as_ref().map(|b| b.val()), options)
+        }
+        _ => conv.forward(x),
+    }
+}
+
+/// Applies `bn` to `x`, then a ReLU when `relu`, through [`crate::kernels::batch_norm`]: one
+/// fused pass on flex when training, `BatchNorm::forward` (+ `relu`) otherwise.
+pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    crate::kernels::batch_norm(bn, x, relu)
 }
 
 /// Batch norm with PyTorch's defaults (`eps = 1e-5`, momentum 0.1, weight 1, bias 0).

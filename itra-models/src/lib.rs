@@ -37,6 +37,7 @@ use burn::tensor::{Device, Tensor};
 
 pub mod describe;
 pub mod init;
+pub mod kernels;
 pub mod layers;
 pub mod mobilenetv2;
 pub mod resnet;

@@ -14,7 +14,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
 use crate::init::linear_normal_001;
-use crate::layers::{batch_norm, conv2d, global_avg_pool, linear};
+use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear};
 
 /// The inverted-residual stages of the paper's Table 2: expansion `t`, output channels `c`,
 /// repeats `n`, stride of the first block `s` (ImageNet form).
@@ -66,7 +66,7 @@ fn conv_bn_relu6(channels: [usize; 2], kernel: usize, stride: usize, groups: usi
 }
 
 fn forward_conv_bn_relu6((conv, bn): &ConvBnRelu6, x: Tensor<4>) -> Tensor<4> {
-    relu6(bn.forward(conv.forward(x)))
+    relu6(batch_norm_forward(bn, conv_forward(conv, x), false))
 }
 
 /// One entry of an inverted residual's `conv`.
@@ -106,8 +106,8 @@ impl InvertedResidual {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let out = self.conv.iter().fold(x.clone(), |x, layer| match layer {
             InvertedResidualLayer::ConvBnRelu6(layer) => forward_conv_bn_relu6(layer, x),
-            InvertedResidualLayer::Conv(layer) => layer.forward(x),
-            InvertedResidualLayer::Norm(layer) => layer.forward(x),
+            InvertedResidualLayer::Conv(layer) => conv_forward(layer, x),
+            InvertedResidualLayer::Norm(layer) => batch_norm_forward(layer, x, false),
         });
         if self.use_res_connect { x + out } else { out }
     }

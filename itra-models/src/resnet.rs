@@ -15,7 +15,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
-use crate::layers::{batch_norm, conv2d, global_avg_pool, linear};
+use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear};
 
 /// Which residual block a depth uses and how many of them each of the four stages holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn downsample(channels: [usize; 2], stride: usize, device: &Device) -> Option<Do
 
 fn shortcut(downsample: &Option<Downsample>, x: Tensor<4>) -> Tensor<4> {
     match downsample {
-        Some((conv, bn)) => bn.forward(conv.forward(x)),
+        Some((conv, bn)) => batch_norm_forward(bn, conv_forward(conv, x), false),
         None => x,
     }
 }
@@ -121,8 +121,8 @@ impl BasicBlock {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let out = batch_norm_forward(&self.bn1, conv_forward(&self.conv1, x), true);
+        let out = batch_norm_forward(&self.bn2, conv_forward(&self.conv2, out), false);
         relu(out + identity)
     }
 }
@@ -143,9 +143,9 @@ impl Bottleneck {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = shortcut(&self.downsample, x.clone());
-        let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = relu(self.bn2.forward(self.conv2.forward(out)));
-        let out = self.bn3.forward(self.conv3.forward(out));
+        let out = batch_norm_forward(&self.bn1, conv_forward(&self.conv1, x), true);
+        let out = batch_norm_forward(&self.bn2, conv_forward(&self.conv2, out), true);
+        let out = batch_norm_forward(&self.bn3, conv_forward(&self.conv3, out), false);
         relu(out + identity)
     }
 }
@@ -230,7 +230,7 @@ impl ResNet {
 
 impl FeatureModel for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.bn1.forward(self.conv1.forward(images)));
+        let mut x = batch_norm_forward(&self.bn1, conv_forward(&self.conv1, images), true);
         if let Some(maxpool) = &self.maxpool {
             x = maxpool.forward(x);
         }

@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
 use crate::init::linear_normal_001;
-use crate::layers::{batch_norm, conv2d, global_avg_pool, linear};
+use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear};
 
 /// Configuration "B" of the paper: output channels of each 3x3 convolution, `None` for a 2x2
 /// max-pool.
@@ -68,8 +68,8 @@ pub enum VggLayer {
 impl VggLayer {
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         match self {
-            Self::Conv(layer) => layer.forward(x),
-            Self::Norm(layer) => layer.forward(x),
+            Self::Conv(layer) => conv_forward(layer, x),
+            Self::Norm(layer) => batch_norm_forward(layer, x, false),
             Self::Relu(layer) => layer.forward(x),
             Self::MaxPool(layer) => layer.forward(x),
         }

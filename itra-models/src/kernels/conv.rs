@@ -1,0 +1,345 @@
+//! 2-D convolution (`groups = 1`) on NCHW `f32` slices: forward, input gradient and weight
+//! gradient, as per-image im2col + GEMM, parallel over the images of the batch.
+//!
+//! Layout is Caffe's: the column matrix of one image has a row per `(c_in, ky, kx)` and a column
+//! per output pixel, so `out = W · col` lands directly in NCHW, the weight gradient is
+//! `Σ_n g_n · col_nᵀ` and the input gradient is `col2im(Wᵀ · g_n)`. No layout transposes.
+
+use rayon::prelude::*;
+
+use super::gemm::{MatRef, matmul};
+
+/// The shape of one convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub c_in: usize,
+    pub h: usize,
+    pub w: usize,
+    pub c_out: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+}
+
+impl ConvGeometry {
+    /// Output height, as PyTorch and Burn compute it (floor).
+    pub fn out_h(&self) -> usize {
+        out_len(self.h, self.kh, self.stride[0], self.padding[0], self.dilation[0])
+    }
+
+    /// Output width.
+    pub fn out_w(&self) -> usize {
+        out_len(self.w, self.kw, self.stride[1], self.padding[1], self.dilation[1])
+    }
+
+    fn plane_out(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    fn plane_in(&self) -> usize {
+        self.h * self.w
+    }
+
+    /// Rows of the column matrix: `c_in * kh * kw`.
+    fn col_rows(&self) -> usize {
+        self.c_in * self.kh * self.kw
+    }
+
+    /// A 1x1, stride-1, unpadded convolution: the column matrix is the image itself.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.stride == [1, 1] && self.padding == [0, 0]
+    }
+
+    /// Whether every kernel tap of every output pixel is defined (the output is non-empty).
+    pub fn is_valid(&self) -> bool {
+        self.stride.iter().chain(&self.dilation).all(|&s| s > 0)
+            && self.kh > 0
+            && self.kw > 0
+            && self.h + 2 * self.padding[0] >= self.dilation[0] * (self.kh - 1) + 1
+            && self.w + 2 * self.padding[1] >= self.dilation[1] * (self.kw - 1) + 1
+    }
+}
+
+fn out_len(input: usize, kernel: usize, stride: usize, padding: usize, dilation: usize) -> usize {
+    (input + 2 * padding - dilation * (kernel - 1) - 1) / stride + 1
+}
+
+/// The output range `[lo, hi)` along one axis for which kernel tap `tap` reads inside the input,
+/// i.e. `0 <= o * stride + tap * dilation - padding < input`.
+fn valid_range(out: usize, input: usize, stride: usize, padding: usize, offset: usize) -> (usize, usize) {
+    // offset = tap * dilation; position = o * stride + offset - padding
+    let lo = padding.saturating_sub(offset).div_ceil(stride).min(out);
+    let hi = if input + padding > offset { ((input + padding - offset - 1) / stride + 1).min(out) } else { 0 };
+    (lo, hi.max(lo))
+}
+
+/// Writes the column matrix of one image (`x`: `c_in * h * w`) into `col` (`col_rows * oh * ow`).
+fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    for c in 0..g.c_in {
+        let plane = &x[c * g.plane_in()..(c + 1) * g.plane_in()];
+        for ky in 0..g.kh {
+            let (y_lo, y_hi) = valid_range(oh, g.h, sh, ph, ky * dh);
+            for kx in 0..g.kw {
+                let (x_lo, x_hi) = valid_range(ow, g.w, sw, pw, kx * dw);
+                let row = &mut col[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                row[..y_lo * ow].fill(0.0);
+                row[y_hi * ow..].fill(0.0);
+                for oy in y_lo..y_hi {
+                    let iy = oy * sh + ky * dh - ph;
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    dst[..x_lo].fill(0.0);
+                    dst[x_hi..].fill(0.0);
+                    if sw == 1 {
+                        let ix = x_lo + kx * dw - pw;
+                        dst[x_lo..x_hi].copy_from_slice(&src[ix..ix + (x_hi - x_lo)]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(x_hi).skip(x_lo) {
+                            *d = src[ox * sw + kx * dw - pw];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds the column matrix `col` of one image back onto its pixels: `dx += col2im(col)`.
+fn col2im_add(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let p = oh * ow;
+    let [sh, sw] = g.stride;
+    let [ph, pw] = g.padding;
+    let [dh, dw] = g.dilation;
+    for c in 0..g.c_in {
+        let plane = &mut dx[c * g.plane_in()..(c + 1) * g.plane_in()];
+        for ky in 0..g.kh {
+            let (y_lo, y_hi) = valid_range(oh, g.h, sh, ph, ky * dh);
+            for kx in 0..g.kw {
+                let (x_lo, x_hi) = valid_range(ow, g.w, sw, pw, kx * dw);
+                let row = &col[((c * g.kh + ky) * g.kw + kx) * p..][..p];
+                for oy in y_lo..y_hi {
+                    let iy = oy * sh + ky * dh - ph;
+                    let dst = &mut plane[iy * g.w..(iy + 1) * g.w];
+                    let src = &row[oy * ow..(oy + 1) * ow];
+                    if sw == 1 {
+                        let ix = x_lo + kx * dw - pw;
+                        for (d, s) in dst[ix..ix + (x_hi - x_lo)].iter_mut().zip(&src[x_lo..x_hi]) {
+                            *d += s;
+                        }
+                    } else {
+                        for ox in x_lo..x_hi {
+                            dst[ox * sw + kx * dw - pw] += src[ox];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Images per parallel task: enough tasks for every thread, few enough to amortise a task.
+fn images_per_task(batch: usize) -> usize {
+    let threads = rayon::current_num_threads().max(1);
+    batch.div_ceil(threads * 4).max(1)
+}
+
+/// Forward: `x` is `[batch, c_in, h, w]`, `weight` `[c_out, c_in, kh, kw]`; returns
+/// `[batch, c_out, oh, ow]`.
+pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (p, rows) = (g.plane_out(), g.col_rows());
+    let out_img = g.c_out * p;
+    let mut out = vec![0.0f32; g.batch * out_img];
+    if out.is_empty() {
+        return out;
+    }
+    let w = MatRef::row_major(weight, g.c_out, rows);
+    let chunk = images_per_task(g.batch);
+    out.par_chunks_mut(out_img * chunk).enumerate().for_each_init(
+        || if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] },
+        |col, (task, out)| {
+            for (i, out) in out.chunks_mut(out_img).enumerate() {
+                let n = task * chunk + i;
+                let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
+                let cols = if g.is_pointwise() {
+                    img
+                } else {
+                    im2col(g, img, col);
+                    col.as_slice()
+                };
+                matmul(out, false, w, MatRef::row_major(cols, rows, p));
+            }
+        },
+    );
+    out
+}
+
+/// Input gradient: `grad` is `[batch, c_out, oh, ow]`; returns `[batch, c_in, h, w]`.
+pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, rows) = (g.plane_out(), g.col_rows());
+    let in_img = g.c_in * g.plane_in();
+    let mut dx = vec![0.0f32; g.batch * in_img];
+    if dx.is_empty() {
+        return dx;
+    }
+    let wt = MatRef::row_major(weight, g.c_out, rows).t();
+    let chunk = images_per_task(g.batch);
+    dx.par_chunks_mut(in_img * chunk).enumerate().for_each_init(
+        || if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] },
+        |dcol, (task, dx)| {
+            for (i, dx) in dx.chunks_mut(in_img).enumerate() {
+                let n = task * chunk + i;
+                let g_n = MatRef::row_major(&grad[n * g.c_out * p..(n + 1) * g.c_out * p], g.c_out, p);
+                if g.is_pointwise() {
+                    matmul(dx, false, wt, g_n);
+                } else {
+                    matmul(dcol, false, wt, g_n);
+                    col2im_add(g, dcol, dx);
+                }
+            }
+        },
+    );
+    dx
+}
+
+/// Weight gradient: returns `[c_out, c_in, kh, kw]`, `Σ_n g_n · col(x_n)ᵀ`.
+pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, rows) = (g.plane_out(), g.col_rows());
+    let size = g.c_out * rows;
+    if size == 0 || g.batch == 0 {
+        return vec![0.0f32; size];
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let chunk = g.batch.div_ceil(threads);
+    let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(chunk))
+        .into_par_iter()
+        .map(|task| {
+            let mut dw = vec![0.0f32; size];
+            let mut col = if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] };
+            for n in task * chunk..((task + 1) * chunk).min(g.batch) {
+                let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
+                let cols = if g.is_pointwise() {
+                    img
+                } else {
+                    im2col(g, img, &mut col);
+                    col.as_slice()
+                };
+                let g_n = MatRef::row_major(&grad[n * g.c_out * p..(n + 1) * g.c_out * p], g.c_out, p);
+                matmul(&mut dw, true, g_n, MatRef::row_major(cols, rows, p).t());
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0.0f32; size]);
+    for part in partials {
+        for (d, s) in dw.iter_mut().zip(&part) {
+            *d += s;
+        }
+    }
+    dw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct seven-loop convolution in f64, with both gradients for an output gradient `r`:
+    /// the reference for the im2col kernels. Returns `(out, dx, dw)`.
+    fn reference(g: &ConvGeometry, x: &[f32], w: &[f32], r: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut out = vec![0.0f64; g.batch * g.c_out * oh * ow];
+        let mut dx = vec![0.0f64; x.len()];
+        let mut dw = vec![0.0f64; w.len()];
+        for n in 0..g.batch {
+            for co in 0..g.c_out {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let o = ((n * g.c_out + co) * oh + oy) * ow + ox;
+                        for ci in 0..g.c_in {
+                            for ky in 0..g.kh {
+                                for kx in 0..g.kw {
+                                    let iy = (oy * g.stride[0] + ky * g.dilation[0]) as isize - g.padding[0] as isize;
+                                    let ix = (ox * g.stride[1] + kx * g.dilation[1]) as isize - g.padding[1] as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize {
+                                        continue;
+                                    }
+                                    let xi = ((n * g.c_in + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((co * g.c_in + ci) * g.kh + ky) * g.kw + kx;
+                                    out[o] += f64::from(x[xi]) * f64::from(w[wi]);
+                                    dx[xi] += f64::from(w[wi]) * f64::from(r[o]);
+                                    dw[wi] += f64::from(x[xi]) * f64::from(r[o]);
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (out, dx, dw)
+    }
+
+    fn assert_close(what: &str, g: &ConvGeometry, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what} {g:?}");
+        for (i, (a, b)) in got.iter().zip(want).enumerate() {
+            assert!((f64::from(*a) - b).abs() < 1e-4 * (1.0 + b.abs()), "{what} {g:?} [{i}]: {a} vs {b}");
+        }
+    }
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn geometries() -> Vec<ConvGeometry> {
+        let g = |batch, c_in, h, w, c_out, k: [usize; 2], stride, padding, dilation| ConvGeometry {
+            batch,
+            c_in,
+            h,
+            w,
+            c_out,
+            kh: k[0],
+            kw: k[1],
+            stride,
+            padding,
+            dilation,
+        };
+        vec![
+            g(3, 2, 7, 9, 5, [3, 3], [1, 1], [1, 1], [1, 1]),
+            g(2, 3, 8, 5, 4, [3, 3], [2, 2], [1, 1], [1, 1]),
+            g(5, 4, 6, 6, 3, [1, 1], [1, 1], [0, 0], [1, 1]),
+            g(2, 4, 9, 7, 6, [1, 1], [2, 2], [0, 0], [1, 1]),
+            g(1, 3, 11, 10, 2, [7, 7], [2, 2], [3, 3], [1, 1]),
+            g(4, 2, 5, 8, 3, [2, 3], [1, 2], [0, 1], [1, 1]),
+            g(2, 2, 9, 9, 3, [3, 3], [1, 1], [2, 2], [2, 2]),
+            g(3, 1, 4, 4, 2, [5, 5], [3, 1], [2, 2], [1, 1]),
+        ]
+    }
+
+    #[test]
+    fn forward_and_gradients_match_a_direct_convolution() {
+        for (i, g) in geometries().iter().enumerate() {
+            assert!(g.is_valid());
+            let x = values(g.batch * g.c_in * g.h * g.w, i as u64);
+            let w = values(g.c_out * g.c_in * g.kh * g.kw, 100 + i as u64);
+            let r = values(g.batch * g.c_out * g.out_h() * g.out_w(), 300 + i as u64);
+            let (out, dx, dw) = reference(g, &x, &w, &r);
+            assert_close("forward", g, &conv2d_forward(g, &x, &w), &out);
+            assert_close("dx", g, &conv2d_x_backward(g, &w, &r), &dx);
+            assert_close("dw", g, &conv2d_weight_backward(g, &x, &r), &dw);
+        }
+    }
+}

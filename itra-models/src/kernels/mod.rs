@@ -1,0 +1,694 @@
+//! Hot operations written in this project, behind Burn's backend-extension API.
+//!
+//! Burn-flex computes a convolution's weight gradient as a convolution of the transposed input
+//! with the output gradient as its kernel, and its input gradient as a transposed convolution;
+//! both pay layout copies and a generic 3-D path. [`conv2d`] replaces the forward and both
+//! gradients with per-image im2col + GEMM kernels ([`conv`]) on flex; on every other backend
+//! (CUDA, libtorch), for grouped convolutions and for non-`f32` data it is Burn's own `conv2d`.
+//!
+//! The routing: [`ItraKernelOps`] is a backend trait with a `Flex` implementation (the kernels)
+//! and an `Autodiff<B>` implementation that records the forward and calls the backend's two
+//! gradient kernels in the backward pass. `#[backend_extension]` generates the `Dispatch` glue.
+//! [`set_own_kernels`] (or `ITRA_KERNELS=burn` in the environment; `ITRA_KERNELS=conv2d` keeps
+//! one) switches back to Burn's operations, for A/B measurements.
+
+pub mod conv;
+mod gemm;
+pub mod norm;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use burn::nn::BatchNorm;
+use burn::prelude::*;
+use burn::tensor::DType;
+use burn::tensor::ops::ConvOptions;
+
+pub use conv::ConvGeometry;
+pub use norm::NormGeometry;
+
+/// Which of this crate's kernels are on: a bit per [`Kernel`], and `UNSET` until first read.
+static OWN_KERNELS: AtomicU8 = AtomicU8::new(UNSET);
+const UNSET: u8 = 0x80;
+
+/// The operations this crate has kernels for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// [`conv2d`].
+    Conv2d = 1,
+    /// [`batch_norm`].
+    BatchNorm = 2,
+}
+
+const ALL: u8 = Kernel::Conv2d as u8 | Kernel::BatchNorm as u8;
+
+/// Whether `kernel` is used where it applies. On by default; `ITRA_KERNELS` in the environment
+/// chooses otherwise: `burn` (none of ours), `conv2d`, `batch_norm`, or a comma-separated list.
+pub fn own_kernel_enabled(kernel: Kernel) -> bool {
+    let mut bits = OWN_KERNELS.load(Ordering::Relaxed);
+    if bits == UNSET {
+        bits = match std::env::var("ITRA_KERNELS") {
+            Ok(value) => value.split(',').fold(0, |bits, name| match name.trim() {
+                "conv2d" => bits | Kernel::Conv2d as u8,
+                "batch_norm" => bits | Kernel::BatchNorm as u8,
+                "all" => ALL,
+                _ => bits,
+            }),
+            Err(_) => ALL,
+        };
+        OWN_KERNELS.store(bits, Ordering::Relaxed);
+    }
+    bits & kernel as u8 != 0
+}
+
+/// Switches all of this crate's kernels on or off for the whole process (benchmarks).
+pub fn set_own_kernels(enabled: bool) {
+    OWN_KERNELS.store(if enabled { ALL } else { 0 }, Ordering::Relaxed);
+}
+
+/// Whether `device` is flex, with or without autodiff: the backend the kernels are written for.
+fn is_flex(device: &Device) -> bool {
+    #[cfg(feature = "flex")]
+    {
+        use burn::backend::DispatchDevice;
+        match device.as_dispatch() {
+            DispatchDevice::Flex(_) => true,
+            DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+    #[cfg(not(feature = "flex"))]
+    {
+        let _ = device;
+        false
+    }
+}
+
+/// 2-D convolution, `x` `[batch, c_in, h, w]` with `weight` `[c_out, c_in / groups, kh, kw]`,
+/// exactly as `burn::tensor::module::conv2d`, through this crate's kernels where they apply.
+pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
+    let applies = own_kernel_enabled(Kernel::Conv2d)
+        && options.groups == 1
+        && !options.is_asymmetric()
+        && x.dtype() == DType::F32
+        && weight.dtype() == DType::F32
+        && is_flex(&x.device());
+    if !applies {
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
+    let [_, c_in, h, w] = x.dims();
+    let [c_out, c_in_w, kh, kw] = weight.dims();
+    let geometry = geometry(&[1, c_in, h, w], &[c_out, c_in_w, kh, kw], &options);
+    if c_in != c_in_w || !geometry.is_valid() {
+        // Burn's op reports the shape error in its own words.
+        return burn::tensor::module::conv2d(x, weight, bias, options);
+    }
+    let out = dispatch::conv2d(x, weight, options);
+    match bias {
+        Some(bias) => out + bias.reshape([1, c_out, 1, 1]),
+        None => out,
+    }
+}
+
+/// `bn` applied to `x` as `BatchNorm::forward` does (batch statistics and a running-statistics
+/// update when training, the running statistics otherwise), followed by a ReLU when `relu` is set.
+/// Training on flex goes through the fused kernels of [`norm`].
+pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    let device = x.device();
+    let applies = device.is_autodiff()
+        && bn.training.is_enabled()
+        && own_kernel_enabled(Kernel::BatchNorm)
+        && x.dtype() == DType::F32
+        && bn.gamma.val().dtype() == DType::F32
+        && x.dims()[1] == bn.gamma.dims()[0]
+        && is_flex(&device);
+    if !applies {
+        let out = bn.forward(x);
+        return if relu { burn::tensor::activation::relu(out) } else { out };
+    }
+    let (out, mean, variance) = dispatch::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu);
+    // The running statistics exactly as burn-nn's `BatchNorm::forward_train` updates them.
+    let running_mean = bn.running_mean.value_sync().to_device(&device);
+    let running_var = bn.running_var.value_sync().to_device(&device);
+    let running_mean = running_mean.mul_scalar(1.0 - bn.momentum).add(mean.detach().mul_scalar(bn.momentum));
+    let running_var = running_var.mul_scalar(1.0 - bn.momentum).add(variance.detach().mul_scalar(bn.momentum));
+    bn.running_mean.update(running_mean.detach());
+    bn.running_var.update(running_var.detach());
+    out
+}
+
+fn geometry(x: &[usize], w: &[usize], options: &ConvOptions<2>) -> ConvGeometry {
+    ConvGeometry {
+        batch: x[0],
+        c_in: x[1],
+        h: x[2],
+        w: x[3],
+        c_out: w[0],
+        kh: w[2],
+        kw: w[3],
+        stride: options.stride,
+        padding: options.padding_begin(),
+        dilation: options.dilation,
+    }
+}
+
+#[cfg(feature = "flex")]
+mod dispatch {
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::autodiff::{Autodiff, NodeId};
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::ops::{ActivationOps, FloatTensorOps, ModuleOps};
+    use burn::backend::tensor::FloatTensor;
+    use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
+    use burn::prelude::*;
+    use burn::tensor::ops::ConvOptions;
+    use burn::tensor::{DType, TensorData};
+
+    use super::{conv, geometry, norm};
+
+    /// The operations this crate implements for a backend.
+    #[backend_extension(Flex, Autodiff)]
+    pub trait ItraKernelOps: Backend {
+        /// Bias-free `groups = 1` convolution with symmetric padding.
+        fn itra_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self>;
+        /// Its gradient with respect to `x`.
+        fn itra_conv2d_x_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self>;
+        /// Its gradient with respect to `weight`.
+        fn itra_conv2d_weight_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self>;
+        /// Batch norm with batch statistics, then a ReLU when `relu`: `(output, mean, variance)`
+        /// with Burn's biased variance.
+        fn itra_batch_norm_train(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+            relu: bool,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        /// Its gradients `(x, gamma, beta)`, given the forward's output and statistics.
+        #[allow(clippy::too_many_arguments)]
+        fn itra_batch_norm_train_backward(
+            x: FloatTensor<Self>,
+            output: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            mean: FloatTensor<Self>,
+            variance: FloatTensor<Self>,
+            epsilon: f64,
+            relu: bool,
+            grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+    }
+
+    /// The tensor's `f32` elements in row-major order: borrowed when it is already dense.
+    fn dense(tensor: &FlexTensor) -> std::borrow::Cow<'_, [f32]> {
+        match tensor.as_slice::<f32>() {
+            Some(values) => std::borrow::Cow::Borrowed(values),
+            None => std::borrow::Cow::Owned(
+                tensor.to_contiguous().into_data().try_into_vec::<f32>().expect("flex kernels: f32 tensor"),
+            ),
+        }
+    }
+
+    fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(values, shape))
+    }
+
+    fn dims(tensor: &FlexTensor) -> [usize; 4] {
+        let shape = tensor.shape();
+        [shape[0], shape[1], shape[2], shape[3]]
+    }
+
+    impl ItraKernelOps for Flex {
+        fn itra_conv2d(x: FlexTensor, weight: FlexTensor, options: ConvOptions<2>) -> FlexTensor {
+            if x.dtype() != DType::F32 {
+                return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
+            }
+            let g = geometry(&dims(&x), &dims(&weight), &options);
+            let out = conv::conv2d_forward(&g, &dense(&x), &dense(&weight));
+            tensor(out, [g.batch, g.c_out, g.out_h(), g.out_w()])
+        }
+
+        fn itra_conv2d_x_backward(
+            x: FlexTensor,
+            weight: FlexTensor,
+            grad: FlexTensor,
+            options: ConvOptions<2>,
+        ) -> FlexTensor {
+            if x.dtype() != DType::F32 {
+                return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
+            }
+            let g = geometry(&dims(&x), &dims(&weight), &options);
+            let dx = conv::conv2d_x_backward(&g, &dense(&weight), &dense(&grad));
+            tensor(dx, [g.batch, g.c_in, g.h, g.w])
+        }
+
+        fn itra_conv2d_weight_backward(
+            x: FlexTensor,
+            weight: FlexTensor,
+            grad: FlexTensor,
+            options: ConvOptions<2>,
+        ) -> FlexTensor {
+            if x.dtype() != DType::F32 {
+                return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, weight, grad, options);
+            }
+            let g = geometry(&dims(&x), &dims(&weight), &options);
+            let dw = conv::conv2d_weight_backward(&g, &dense(&x), &dense(&grad));
+            tensor(dw, [g.c_out, g.c_in, g.kh, g.kw])
+        }
+
+        fn itra_batch_norm_train(
+            x: FlexTensor,
+            gamma: FlexTensor,
+            beta: FlexTensor,
+            epsilon: f64,
+            relu: bool,
+        ) -> (FlexTensor, FlexTensor, FlexTensor) {
+            let shape = x.shape();
+            if x.dtype() != DType::F32 {
+                let result = <Flex as ModuleOps<Flex>>::batch_norm_train(x, gamma, beta, epsilon);
+                let output = if relu { <Flex as ActivationOps<Flex>>::relu(result.output) } else { result.output };
+                return (output, result.mean, result.variance);
+            }
+            let g = norm_geometry(&shape);
+            let (out, mean, var) =
+                norm::batch_norm_train_forward(&g, &dense(&x), &dense(&gamma), &dense(&beta), epsilon, relu);
+            (
+                FlexTensor::from_data(TensorData::new(out, shape)),
+                FlexTensor::from_data(TensorData::new(mean, [g.channels])),
+                FlexTensor::from_data(TensorData::new(var, [g.channels])),
+            )
+        }
+
+        fn itra_batch_norm_train_backward(
+            x: FlexTensor,
+            output: FlexTensor,
+            gamma: FlexTensor,
+            mean: FlexTensor,
+            variance: FlexTensor,
+            epsilon: f64,
+            relu: bool,
+            grad: FlexTensor,
+        ) -> (FlexTensor, FlexTensor, FlexTensor) {
+            let shape = x.shape();
+            if x.dtype() != DType::F32 {
+                let grad = if relu {
+                    let dead = Flex::float_lower_equal_elem(output, 0.0.into(), burn::tensor::BoolStore::Native.into());
+                    Flex::float_mask_fill(grad, dead, 0.0.into())
+                } else {
+                    grad
+                };
+                let result =
+                    <Flex as ModuleOps<Flex>>::batch_norm_train_backward(x, gamma, mean, variance, epsilon, grad);
+                return (result.x_grad, result.gamma_grad, result.beta_grad);
+            }
+            let g = norm_geometry(&shape);
+            let (dx, dgamma, dbeta) = norm::batch_norm_train_backward(
+                &g,
+                &dense(&x),
+                &dense(&output),
+                &dense(&gamma),
+                &dense(&mean),
+                &dense(&variance),
+                epsilon,
+                relu,
+                &dense(&grad),
+            );
+            (
+                FlexTensor::from_data(TensorData::new(dx, shape)),
+                FlexTensor::from_data(TensorData::new(dgamma, [g.channels])),
+                FlexTensor::from_data(TensorData::new(dbeta, [g.channels])),
+            )
+        }
+    }
+
+    fn norm_geometry(shape: &[usize]) -> norm::NormGeometry {
+        norm::NormGeometry { batch: shape[0], channels: shape[1], plane: shape[2..].iter().product() }
+    }
+
+    impl<B: Backend + ItraKernelOps, C: CheckpointStrategy> ItraKernelOps for Autodiff<B, C> {
+        fn itra_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
+            #[derive(Debug)]
+            struct Conv2dBackward;
+
+            impl<B: Backend + ItraKernelOps> Backward<B, 2> for Conv2dBackward {
+                type State = (NodeId, NodeId, ConvOptions<2>);
+
+                fn backward(self, ops: Ops<Self::State, 2>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                    let [node_x, node_weight] = ops.parents;
+                    let grad = grads.consume::<B>(&ops.node);
+                    let (x_state, weight_state, options) = ops.state;
+                    let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                    let weight = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(weight_state);
+                    if let Some(node) = node_x {
+                        let dx = B::itra_conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+                        grads.register::<B>(node.id, dx);
+                    }
+                    if let Some(node) = node_weight {
+                        let dw = B::itra_conv2d_weight_backward(x, weight, grad, options);
+                        grads.register::<B>(node.id, dw);
+                    }
+                }
+            }
+
+            match Conv2dBackward.prepare::<C>([x.node(), weight.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let weight_state = prep.checkpoint(&weight);
+                    let out = B::itra_conv2d(x.into_primitive(), weight.into_primitive(), options.clone());
+                    prep.finish((x_state, weight_state, options), out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::itra_conv2d(x.into_primitive(), weight.into_primitive(), options))
+                }
+            }
+        }
+
+        fn itra_conv2d_x_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self> {
+            // A gradient of a gradient: composed from Burn's differentiable operations.
+            <Self as ModuleOps<Self>>::conv2d_x_backward(x, weight, grad, options)
+        }
+
+        fn itra_conv2d_weight_backward(
+            x: FloatTensor<Self>,
+            weight: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            options: ConvOptions<2>,
+        ) -> FloatTensor<Self> {
+            <Self as ModuleOps<Self>>::conv2d_weight_backward(x, weight, grad, options)
+        }
+
+        fn itra_batch_norm_train(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+            relu: bool,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            #[derive(Debug)]
+            struct BatchNormBackward;
+
+            impl<B: Backend + ItraKernelOps> Backward<B, 3> for BatchNormBackward {
+                /// x, gamma (checkpointed), the output (for the ReLU's gate), mean, variance,
+                /// epsilon, relu.
+                type State = (
+                    NodeId,
+                    NodeId,
+                    B::FloatTensorPrimitive,
+                    B::FloatTensorPrimitive,
+                    B::FloatTensorPrimitive,
+                    f64,
+                    bool,
+                );
+
+                fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                    let [node_x, node_gamma, node_beta] = ops.parents;
+                    let grad = grads.consume::<B>(&ops.node);
+                    let (x_state, gamma_state, output, mean, variance, epsilon, relu) = ops.state;
+                    let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                    let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+                    let (dx, dgamma, dbeta) =
+                        B::itra_batch_norm_train_backward(x, output, gamma, mean, variance, epsilon, relu, grad);
+                    if let Some(node) = node_x {
+                        grads.register::<B>(node.id, dx);
+                    }
+                    if let Some(node) = node_gamma {
+                        grads.register::<B>(node.id, dgamma);
+                    }
+                    if let Some(node) = node_beta {
+                        grads.register::<B>(node.id, dbeta);
+                    }
+                }
+            }
+
+            match BatchNormBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let gamma_state = prep.checkpoint(&gamma);
+                    let (out, mean, variance) = B::itra_batch_norm_train(
+                        x.into_primitive(),
+                        gamma.into_primitive(),
+                        beta.into_primitive(),
+                        epsilon,
+                        relu,
+                    );
+                    let state = (x_state, gamma_state, out.clone(), mean.clone(), variance.clone(), epsilon, relu);
+                    let out = prep.finish(state, out);
+                    (out, <Self as AutodiffBackend>::from_inner(mean), <Self as AutodiffBackend>::from_inner(variance))
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (out, mean, variance) = B::itra_batch_norm_train(
+                        x.into_primitive(),
+                        gamma.into_primitive(),
+                        beta.into_primitive(),
+                        epsilon,
+                        relu,
+                    );
+                    (
+                        prep.finish(out),
+                        <Self as AutodiffBackend>::from_inner(mean),
+                        <Self as AutodiffBackend>::from_inner(variance),
+                    )
+                }
+            }
+        }
+
+        fn itra_batch_norm_train_backward(
+            _x: FloatTensor<Self>,
+            _output: FloatTensor<Self>,
+            _gamma: FloatTensor<Self>,
+            _mean: FloatTensor<Self>,
+            _variance: FloatTensor<Self>,
+            _epsilon: f64,
+            _relu: bool,
+            _grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            // As Burn's own batch norm: its backward is not itself differentiable.
+            panic!(
+                "itra_batch_norm_train_backward cannot be differentiated (neither can Burn's batch_norm_train_backward)"
+            );
+        }
+    }
+
+    /// `ItraKernelOps::itra_conv2d` on high-level tensors.
+    pub(super) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as ItraKernelOps>::itra_conv2d(
+            x.into_dispatch(),
+            weight.into_dispatch(),
+            options,
+        ))
+    }
+
+    /// `ItraKernelOps::itra_batch_norm_train` on high-level tensors.
+    pub(super) fn batch_norm_train(
+        x: Tensor<4>,
+        gamma: Tensor<1>,
+        beta: Tensor<1>,
+        epsilon: f64,
+        relu: bool,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        let (out, mean, variance) = <Dispatch as ItraKernelOps>::itra_batch_norm_train(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            epsilon,
+            relu,
+        );
+        (Tensor::from_dispatch(out), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
+    }
+}
+
+#[cfg(not(feature = "flex"))]
+mod dispatch {
+    use burn::prelude::*;
+    use burn::tensor::ops::ConvOptions;
+
+    /// Without flex there is nothing to route to: Burn's operation.
+    pub(super) fn conv2d(x: Tensor<4>, weight: Tensor<4>, options: ConvOptions<2>) -> Tensor<4> {
+        burn::tensor::module::conv2d(x, weight, None, options)
+    }
+
+    pub(super) fn batch_norm_train(
+        _x: Tensor<4>,
+        _gamma: Tensor<1>,
+        _beta: Tensor<1>,
+        _epsilon: f64,
+        _relu: bool,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        unreachable!("`batch_norm` routes here only on flex")
+    }
+}
+
+#[cfg(feature = "flex")]
+pub use dispatch::ItraKernelOps;
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    /// Loss `Σ conv(x, w) ⊙ r` and the gradients of `x`, `w` and the bias, through `op`.
+    fn run(
+        op: fn(Tensor<4>, Tensor<4>, Option<Tensor<1>>, ConvOptions<2>) -> Tensor<4>,
+        inputs: &(Tensor<4>, Tensor<4>, Tensor<1>, Tensor<4>),
+        options: &ConvOptions<2>,
+        with_bias: bool,
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Option<Vec<f32>>) {
+        let (x, w, b, r) = inputs;
+        let x = x.clone().require_grad();
+        let w = w.clone().require_grad();
+        let b = b.clone().require_grad();
+        let out = op(x.clone(), w.clone(), with_bias.then(|| b.clone()), options.clone());
+        let grads = (out.clone() * r.clone()).sum().backward();
+        let values = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+        let x_grad = x.grad(&grads).expect("x has a gradient");
+        let w_grad = w.grad(&grads).expect("w has a gradient");
+        let b_grad =
+            with_bias.then(|| b.grad(&grads).expect("b has a gradient").into_data().try_to_vec::<f32>().expect("f32"));
+        (values(out), values(x_grad), values(w_grad), b_grad)
+    }
+
+    fn assert_close(what: &str, case: &str, ours: &[f32], burn: &[f32]) {
+        assert_eq!(ours.len(), burn.len(), "{what} {case}");
+        for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
+            assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{what} {case} [{i}]: ours {a}, burn {b}");
+        }
+    }
+
+    /// Values and all three gradients against Burn's own `conv2d` on the same autodiff device,
+    /// over odd sizes, strides, paddings, dilations, 1x1 and rectangular kernels.
+    #[test]
+    fn conv2d_matches_burns_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        // (batch, c_in, h, w, c_out, [kh, kw], stride, padding, dilation, bias)
+        let cases: &[(usize, usize, usize, usize, usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], bool)] = &[
+            (3, 2, 7, 9, 5, [3, 3], [1, 1], [1, 1], [1, 1], false),
+            (2, 3, 8, 5, 4, [3, 3], [2, 2], [1, 1], [1, 1], true),
+            (5, 4, 6, 6, 3, [1, 1], [1, 1], [0, 0], [1, 1], false),
+            (2, 4, 9, 7, 6, [1, 1], [2, 2], [0, 0], [1, 1], true),
+            (1, 3, 11, 10, 2, [7, 7], [2, 2], [3, 3], [1, 1], false),
+            (4, 2, 5, 8, 3, [2, 3], [1, 2], [0, 1], [1, 1], true),
+            (2, 2, 9, 9, 3, [3, 3], [1, 1], [2, 2], [2, 2], false),
+            (7, 1, 13, 13, 4, [3, 3], [1, 1], [1, 1], [1, 1], false),
+        ];
+        for &(batch, c_in, h, w, c_out, k, stride, padding, dilation, bias) in cases {
+            let case =
+                format!("x {batch}x{c_in}x{h}x{w}, w {c_out}x{c_in}x{k:?}, s {stride:?} p {padding:?} d {dilation:?}");
+            let options = ConvOptions::new(stride, padding, dilation, 1);
+            let x = Tensor::<4>::random([batch, c_in, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let wt = Tensor::<4>::random([c_out, c_in, k[0], k[1]], Distribution::Uniform(-1.0, 1.0), &device);
+            let b = Tensor::<1>::random([c_out], Distribution::Uniform(-1.0, 1.0), &device);
+            let oh = (h + 2 * padding[0] - dilation[0] * (k[0] - 1) - 1) / stride[0] + 1;
+            let ow = (w + 2 * padding[1] - dilation[1] * (k[1] - 1) - 1) / stride[1] + 1;
+            let r = Tensor::<4>::random([batch, c_out, oh, ow], Distribution::Uniform(-1.0, 1.0), &device);
+            let inputs = (x, wt, b, r);
+            let ours = run(conv2d, &inputs, &options, bias);
+            let burn = run(|x, w, b, o| burn::tensor::module::conv2d(x, w, b, o), &inputs, &options, bias);
+            assert_close("forward", &case, &ours.0, &burn.0);
+            assert_close("x gradient", &case, &ours.1, &burn.1);
+            assert_close("weight gradient", &case, &ours.2, &burn.2);
+            if bias {
+                assert_close(
+                    "bias gradient",
+                    &case,
+                    ours.3.as_deref().unwrap_or_default(),
+                    burn.3.as_deref().unwrap_or_default(),
+                );
+            }
+        }
+    }
+
+    /// Without autodiff the extension runs the flex kernel directly.
+    #[test]
+    fn conv2d_without_autodiff_matches_burn() {
+        let device = Device::flex();
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 1);
+        let x = Tensor::<4>::random([3, 4, 10, 9], Distribution::Uniform(-1.0, 1.0), &device);
+        let w = Tensor::<4>::random([6, 4, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
+        let ours = conv2d(x.clone(), w.clone(), None, options.clone()).into_data().try_to_vec::<f32>().expect("f32");
+        let burn = burn::tensor::module::conv2d(x, w, None, options).into_data().try_to_vec::<f32>().expect("f32");
+        assert_close("forward", "inference", &ours, &burn);
+    }
+
+    /// Grouped convolutions are not ours: they must still give Burn's numbers.
+    #[test]
+    fn grouped_conv2d_falls_back_to_burn() {
+        let device = Device::flex();
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 4);
+        let x = Tensor::<4>::random([2, 4, 6, 6], Distribution::Uniform(-1.0, 1.0), &device);
+        let w = Tensor::<4>::random([4, 1, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
+        let ours = conv2d(x.clone(), w.clone(), None, options.clone()).into_data().try_to_vec::<f32>().expect("f32");
+        let burn = burn::tensor::module::conv2d(x, w, None, options).into_data().try_to_vec::<f32>().expect("f32");
+        assert_eq!(ours, burn);
+    }
+
+    /// The fused batch norm (+ReLU) against burn-nn's `BatchNorm::forward` (+ `relu`): output,
+    /// the gradients of the input, gamma and beta, and the running statistics it leaves behind.
+    #[test]
+    fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
+        use burn::nn::BatchNormConfig;
+        let device = Device::flex().autodiff();
+        for (batch, channels, h, w) in [(4, 3, 5, 7), (1, 2, 3, 3), (8, 5, 1, 1), (3, 4, 9, 2)] {
+            for relu in [false, true] {
+                let case = format!("{batch}x{channels}x{h}x{w} relu={relu}");
+                let gamma = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 1.5), &device);
+                let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
+                // Two separate layers with the same parameters (a clone would share its running
+                // statistics with the original).
+                let layer = || {
+                    let mut bn = BatchNormConfig::new(channels).init(&device);
+                    bn.gamma = burn::module::Param::from_tensor(gamma.clone().require_grad());
+                    bn.beta = burn::module::Param::from_tensor(beta.clone().require_grad());
+                    bn
+                };
+                let (bn, theirs) = (layer(), layer());
+                let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-2.0, 3.0), &device);
+                let r = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+                let run = |bn: &BatchNorm, ours: bool| {
+                    let x = x.clone().require_grad();
+                    let out = if ours {
+                        batch_norm(bn, x.clone(), relu)
+                    } else {
+                        let out = bn.forward(x.clone());
+                        if relu { burn::tensor::activation::relu(out) } else { out }
+                    };
+                    let grads = (out.clone() * r.clone()).sum().backward();
+                    let v4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+                    let v1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().expect("f32");
+                    (
+                        v4(out),
+                        v4(x.grad(&grads).expect("x gradient")),
+                        v1(bn.gamma.grad(&grads).expect("gamma gradient")),
+                        v1(bn.beta.grad(&grads).expect("beta gradient")),
+                        v1(bn.running_mean.value_sync()),
+                        v1(bn.running_var.value_sync()),
+                    )
+                };
+                let ours = run(&bn, true);
+                let burn = run(&theirs, false);
+                assert_close("output", &case, &ours.0, &burn.0);
+                assert_close("x gradient", &case, &ours.1, &burn.1);
+                assert_close("gamma gradient", &case, &ours.2, &burn.2);
+                assert_close("beta gradient", &case, &ours.3, &burn.3);
+                assert_close("running mean", &case, &ours.4, &burn.4);
+                assert_close("running variance", &case, &ours.5, &burn.5);
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! Batch normalisation in training mode, optionally fused with the ReLU after it, on
+//! `[batch, channels, plane...]` `f32` slices: the batch statistics in one pass per channel, the
+//! normalisation in one pass, and the backward in two, with no layout transposes.
+//!
+//! The statistics are Burn's: the mean and the biased variance over `(batch, plane)`. Each
+//! plane is summed in sixteen `f32` lanes, the planes' sums in `f64`.
+
+use rayon::prelude::*;
+
+/// The shape of one batch norm: `batch` samples of `channels` planes of `plane` values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NormGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub plane: usize,
+}
+
+impl NormGeometry {
+    fn count(&self) -> f64 {
+        (self.batch * self.plane) as f64
+    }
+
+    /// The planes of channel `c`, one per sample.
+    fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+        let (channels, plane) = (self.channels, self.plane);
+        (0..self.batch).map(move |n| &data[(n * channels + c) * plane..(n * channels + c + 1) * plane])
+    }
+}
+
+const LANES: usize = 16;
+
+/// `Σ f(x_i)` over a slice in `LANES` independent `f32` accumulators (which the compiler keeps
+/// in vector registers), returned in `f64`; the callers add the planes' sums in `f64`.
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0.0f32; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(v);
+        }
+    }
+    acc.iter().map(|&a| f64::from(a)).sum::<f64>() + f64::from(tail)
+}
+
+/// `(Σ a_i b_i, Σ a_i)` over two slices, like [`lane_sum`].
+#[inline(always)]
+fn lane_dot_sum(a: &[f32], b: &[f32]) -> (f64, f64) {
+    let mut dot = [0.0f32; LANES];
+    let mut sum = [0.0f32; LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (mut tail_dot, mut tail_sum) = (0.0f32, 0.0f32);
+    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
+        tail_dot += x * y;
+        tail_sum += x;
+    }
+    for (x, y) in ca.zip(cb) {
+        for i in 0..LANES {
+            dot[i] += x[i] * y[i];
+            sum[i] += x[i];
+        }
+    }
+    let total = |acc: &[f32; LANES], tail: f32| acc.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail);
+    (total(&dot, tail_dot), total(&sum, tail_sum))
+}
+
+/// The forward pass: `(output, mean, variance)`, with `output = relu?(gamma (x - mean) /
+/// sqrt(variance + epsilon) + beta)`.
+pub fn batch_norm_train_forward(
+    g: &NormGeometry,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+    relu: bool,
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let stats: Vec<(f64, f64)> = (0..g.channels)
+        .into_par_iter()
+        .map(|c| {
+            let mean = g.planes(x, c).map(|p| lane_sum(p, |v| v)).sum::<f64>() / g.count();
+            let m = mean as f32;
+            // Two-pass variance around the f32 mean, corrected for its rounding.
+            let shift = mean - f64::from(m);
+            let sq = g.planes(x, c).map(|p| lane_sum(p, |v| (v - m) * (v - m))).sum::<f64>() / g.count();
+            (mean, (sq - shift * shift).max(0.0))
+        })
+        .collect();
+    let (scale, offset): (Vec<f32>, Vec<f32>) = stats
+        .iter()
+        .enumerate()
+        .map(|(c, &(mean, var))| {
+            let scale = f64::from(gamma[c]) / (var + epsilon).sqrt();
+            (scale as f32, (f64::from(beta[c]) - mean * scale) as f32)
+        })
+        .unzip();
+    let mut out = vec![0.0f32; x.len()];
+    if g.plane > 0 {
+        out.par_chunks_mut(g.plane).zip(x.par_chunks(g.plane)).enumerate().for_each(|(i, (o, x))| {
+            let (a, b) = (scale[i % g.channels], offset[i % g.channels]);
+            if relu {
+                o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x * a + b).max(0.0));
+            } else {
+                o.iter_mut().zip(x).for_each(|(o, &x)| *o = x * a + b);
+            }
+        });
+    }
+    let mean = stats.iter().map(|s| s.0 as f32).collect();
+    let var = stats.iter().map(|s| s.1 as f32).collect();
+    (out, mean, var)
+}
+
+/// The output gradient where the forward output was positive (with `relu`), else all of it.
+#[inline(always)]
+fn gate(relu: bool, output: &[f32], grad: &[f32], gated: &mut [f32]) {
+    if relu {
+        for ((d, &y), &g) in gated.iter_mut().zip(output).zip(grad) {
+            *d = if y > 0.0 { g } else { 0.0 };
+        }
+    } else {
+        gated.copy_from_slice(grad);
+    }
+}
+
+/// The backward pass: `(dx, dgamma, dbeta)` for the output gradient `grad`. With `relu`, the
+/// gradient flows where the forward `output` was positive.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward(
+    g: &NormGeometry,
+    x: &[f32],
+    output: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    relu: bool,
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt()).collect();
+    // Per channel: Σ g' (dbeta) and Σ g' (x - mean) / std (dgamma), g' the gated gradient.
+    let sums: Vec<(f64, f64)> = (0..g.channels)
+        .into_par_iter()
+        .map_init(
+            || (vec![0.0f32; g.plane], vec![0.0f32; g.plane]),
+            |(gated, centred), c| {
+                let m = mean[c];
+                let (mut dot, mut sum) = (0.0f64, 0.0f64);
+                for ((xp, yp), gp) in g.planes(x, c).zip(g.planes(output, c)).zip(g.planes(grad, c)) {
+                    gate(relu, yp, gp, gated);
+                    for (d, &v) in centred.iter_mut().zip(xp) {
+                        *d = v - m;
+                    }
+                    let (d, s) = lane_dot_sum(gated, centred);
+                    dot += d;
+                    sum += s;
+                }
+                (dot * inv_std[c], sum)
+            },
+        )
+        .collect();
+    let mut dx = vec![0.0f32; x.len()];
+    if g.plane > 0 {
+        let count = g.count();
+        // dx = k (g' - dbeta / N - x̂ dgamma / N), x̂ = (x - mean) s, k = gamma s:
+        // dx = k g' + (x - mean) c2 + c1.
+        let coefficients: Vec<(f32, f32, f32, f32)> = (0..g.channels)
+            .map(|c| {
+                let (dgamma, dbeta) = sums[c];
+                let s = inv_std[c];
+                let k = f64::from(gamma[c]) * s;
+                (k as f32, (-k * s * dgamma / count) as f32, (-k * dbeta / count) as f32, mean[c])
+            })
+            .collect();
+        dx.par_chunks_mut(g.plane).enumerate().for_each(|(i, dx)| {
+            let (k, c2, c1, m) = coefficients[i % g.channels];
+            let offset = i * g.plane;
+            let (xp, yp, gp) = (&x[offset..][..g.plane], &output[offset..][..g.plane], &grad[offset..][..g.plane]);
+            if relu {
+                for (((d, &xv), &yv), &gv) in dx.iter_mut().zip(xp).zip(yp).zip(gp) {
+                    let gv = if yv > 0.0 { gv } else { 0.0 };
+                    *d = k * gv + (xv - m) * c2 + c1;
+                }
+            } else {
+                for ((d, &xv), &gv) in dx.iter_mut().zip(xp).zip(gp) {
+                    *d = k * gv + (xv - m) * c2 + c1;
+                }
+            }
+        });
+    }
+    let dgamma = sums.iter().map(|s| s.0 as f32).collect();
+    let dbeta = sums.iter().map(|s| s.1 as f32).collect();
+    (dx, dgamma, dbeta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(7);
+        (0..len)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
+            })
+            .collect()
+    }
+
+    /// The scalar loss `Σ r ⊙ relu?(bn(x))`, in f64, for finite differences.
+    fn loss(g: &NormGeometry, x: &[f64], gamma: &[f64], beta: &[f64], eps: f64, relu: bool, r: &[f32]) -> f64 {
+        let mut total = 0.0;
+        for c in 0..g.channels {
+            let idx: Vec<usize> =
+                (0..g.batch).flat_map(|n| (0..g.plane).map(move |p| (n * g.channels + c) * g.plane + p)).collect();
+            let mean = idx.iter().map(|&i| x[i]).sum::<f64>() / idx.len() as f64;
+            let var = idx.iter().map(|&i| (x[i] - mean).powi(2)).sum::<f64>() / idx.len() as f64;
+            for &i in &idx {
+                let y = gamma[c] * (x[i] - mean) / (var + eps).sqrt() + beta[c];
+                total += f64::from(r[i]) * if relu { y.max(0.0) } else { y };
+            }
+        }
+        total
+    }
+
+    #[test]
+    fn forward_and_backward_match_the_definition_and_finite_differences() {
+        let eps = 1e-5;
+        for (case, (batch, channels, plane)) in [(3, 2, 5), (1, 3, 7), (4, 1, 1), (2, 5, 9)].into_iter().enumerate() {
+            let g = NormGeometry { batch, channels, plane };
+            let n = batch * channels * plane;
+            let x = values(n, case as u64);
+            let gamma = values(channels, 10 + case as u64);
+            let beta = values(channels, 20 + case as u64);
+            let r = values(n, 30 + case as u64);
+            for relu in [false, true] {
+                let (out, mean, var) = batch_norm_train_forward(&g, &x, &gamma, &beta, eps, relu);
+                let (dx, dgamma, dbeta) = batch_norm_train_backward(&g, &x, &out, &gamma, &mean, &var, eps, relu, &r);
+                let x64: Vec<f64> = x.iter().map(|&v| f64::from(v)).collect();
+                let gamma64: Vec<f64> = gamma.iter().map(|&v| f64::from(v)).collect();
+                let beta64: Vec<f64> = beta.iter().map(|&v| f64::from(v)).collect();
+                // The forward, through the loss with one-hot weights, element by element.
+                let base = loss(&g, &x64, &gamma64, &beta64, eps, relu, &r);
+                let h = 1e-6;
+                let check = |what: &str, got: f32, plus: f64, minus: f64| {
+                    let want = (plus - minus) / (2.0 * h);
+                    assert!(
+                        (f64::from(got) - want).abs() < 2e-3 * (1.0 + want.abs()),
+                        "{what} {g:?} relu={relu}: kernel {got}, finite difference {want}"
+                    );
+                };
+                for i in 0..n {
+                    let (mut p, mut m) = (x64.clone(), x64.clone());
+                    p[i] += h;
+                    m[i] -= h;
+                    check(
+                        "dx",
+                        dx[i],
+                        loss(&g, &p, &gamma64, &beta64, eps, relu, &r),
+                        loss(&g, &m, &gamma64, &beta64, eps, relu, &r),
+                    );
+                }
+                for c in 0..channels {
+                    let (mut p, mut m) = (gamma64.clone(), gamma64.clone());
+                    p[c] += h;
+                    m[c] -= h;
+                    check(
+                        "dgamma",
+                        dgamma[c],
+                        loss(&g, &x64, &p, &beta64, eps, relu, &r),
+                        loss(&g, &x64, &m, &beta64, eps, relu, &r),
+                    );
+                    let (mut p, mut m) = (beta64.clone(), beta64.clone());
+                    p[c] += h;
+                    m[c] -= h;
+                    check(
+                        "dbeta",
+                        dbeta[c],
+                        loss(&g, &x64, &gamma64, &p, eps, relu, &r),
+                        loss(&g, &x64, &gamma64, &m, eps, relu, &r),
+                    );
+                }
+                let weighted: f64 = out.iter().zip(&r).map(|(o, r)| f64::from(*o) * f64::from(*r)).sum();
+                assert!((weighted - base).abs() < 1e-4 * (1.0 + base.abs()), "forward {g:?}: {weighted} vs {base}");
+            }
+        }
+    }
+}
