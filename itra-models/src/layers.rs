@@ -1,6 +1,7 @@
 //! Small constructors shared by the architectures, so each family states only its shapes.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::pool::MaxPool2d;
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{Device, Tensor};
@@ -45,6 +46,12 @@ pub fn conv_forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 /// fused pass on flex when training, `BatchNorm::forward` (+ `relu`) otherwise.
 pub fn batch_norm_forward(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     crate::kernels::batch_norm(bn, x, relu)
+}
+
+/// Applies `pool` to `x` through [`crate::kernels::max_pool2d`]: this crate's kernel on flex,
+/// `MaxPool2d::forward` otherwise.
+pub fn max_pool_forward(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    crate::kernels::max_pool2d(pool, x)
 }
 
 /// Batch norm with PyTorch's defaults (`eps = 1e-5`, momentum 0.1, weight 1, bias 0).

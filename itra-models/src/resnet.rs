@@ -15,7 +15,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
-use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear};
+use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear, max_pool_forward};
 
 /// Which residual block a depth uses and how many of them each of the four stages holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -232,7 +232,7 @@ impl FeatureModel for ResNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = batch_norm_forward(&self.bn1, conv_forward(&self.conv1, images), true);
         if let Some(maxpool) = &self.maxpool {
-            x = maxpool.forward(x);
+            x = max_pool_forward(maxpool, x);
         }
         for block in self.layer1.iter().chain(&self.layer2).chain(&self.layer3).chain(&self.layer4) {
             x = block.forward(x);

@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
 use crate::init::linear_normal_001;
-use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear};
+use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, global_avg_pool, linear, max_pool_forward};
 
 /// Configuration "B" of the paper: output channels of each 3x3 convolution, `None` for a 2x2
 /// max-pool.
@@ -71,7 +71,7 @@ impl VggLayer {
             Self::Conv(layer) => conv_forward(layer, x),
             Self::Norm(layer) => batch_norm_forward(layer, x, false),
             Self::Relu(layer) => layer.forward(x),
-            Self::MaxPool(layer) => layer.forward(x),
+            Self::MaxPool(layer) => max_pool_forward(layer, x),
         }
     }
 }
@@ -159,7 +159,18 @@ impl Vgg {
 
 impl FeatureModel for Vgg {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let maps = self.features.iter().fold(images, |x, layer| layer.forward(x));
+        let mut maps = images;
+        let mut layers = self.features.iter().peekable();
+        while let Some(layer) = layers.next() {
+            maps = match (layer, layers.peek()) {
+                // Batch norm and the ReLU after it in one fused pass.
+                (VggLayer::Norm(norm), Some(VggLayer::Relu(_))) => {
+                    layers.next();
+                    batch_norm_forward(norm, maps, true)
+                }
+                _ => layer.forward(maps),
+            };
+        }
         match &self.avgpool {
             Some(avgpool) => {
                 let pooled = avgpool.forward(maps).flatten::<2>(1, 3);

@@ -77,6 +77,7 @@ fn valid_range(out: usize, input: usize, stride: usize, padding: usize, offset: 
 }
 
 /// Writes the column matrix of one image (`x`: `c_in * h * w`) into `col` (`col_rows * oh * ow`).
+#[inline(never)]
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
@@ -113,6 +114,7 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
 }
 
 /// Adds the column matrix `col` of one image back onto its pixels: `dx += col2im(col)`.
+#[inline(never)]
 fn col2im_add(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;

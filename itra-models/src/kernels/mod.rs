@@ -15,16 +15,19 @@
 pub mod conv;
 mod gemm;
 pub mod norm;
+pub mod pool;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use burn::nn::BatchNorm;
+use burn::nn::pool::MaxPool2d;
+use burn::nn::{BatchNorm, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::DType;
 use burn::tensor::ops::ConvOptions;
 
 pub use conv::ConvGeometry;
 pub use norm::NormGeometry;
+pub use pool::PoolGeometry;
 
 /// Which of this crate's kernels are on: a bit per [`Kernel`], and `UNSET` until first read.
 static OWN_KERNELS: AtomicU8 = AtomicU8::new(UNSET);
@@ -37,12 +40,15 @@ pub enum Kernel {
     Conv2d = 1,
     /// [`batch_norm`].
     BatchNorm = 2,
+    /// [`max_pool2d`].
+    MaxPool2d = 4,
 }
 
-const ALL: u8 = Kernel::Conv2d as u8 | Kernel::BatchNorm as u8;
+const ALL: u8 = Kernel::Conv2d as u8 | Kernel::BatchNorm as u8 | Kernel::MaxPool2d as u8;
 
 /// Whether `kernel` is used where it applies. On by default; `ITRA_KERNELS` in the environment
-/// chooses otherwise: `burn` (none of ours), `conv2d`, `batch_norm`, or a comma-separated list.
+/// chooses otherwise: `burn` (none of ours), `conv2d`, `batch_norm`, `max_pool2d`, or a
+/// comma-separated list.
 pub fn own_kernel_enabled(kernel: Kernel) -> bool {
     let mut bits = OWN_KERNELS.load(Ordering::Relaxed);
     if bits == UNSET {
@@ -50,6 +56,7 @@ pub fn own_kernel_enabled(kernel: Kernel) -> bool {
             Ok(value) => value.split(',').fold(0, |bits, name| match name.trim() {
                 "conv2d" => bits | Kernel::Conv2d as u8,
                 "batch_norm" => bits | Kernel::BatchNorm as u8,
+                "max_pool2d" => bits | Kernel::MaxPool2d as u8,
                 "all" => ALL,
                 _ => bits,
             }),
@@ -137,6 +144,39 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
     out
 }
 
+/// `pool` applied to `x` as `MaxPool2d::forward` does, through [`pool`]'s kernels on flex for
+/// explicit symmetric padding, dilation 1 and floor mode.
+pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let padding = match pool.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
+        PaddingConfig2d::Valid => Some([0, 0]),
+        _ => None,
+    };
+    let [batch, channels, h, w] = x.dims();
+    let applies = own_kernel_enabled(Kernel::MaxPool2d)
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode
+        && x.dtype() == DType::F32
+        && is_flex(&x.device());
+    match padding {
+        Some(padding)
+            if applies
+                && PoolGeometry {
+                    planes: batch * channels,
+                    h,
+                    w,
+                    kernel: pool.kernel_size,
+                    stride: pool.stride,
+                    padding,
+                }
+                .is_valid() =>
+        {
+            dispatch::max_pool2d(x, pool.kernel_size, pool.stride, padding)
+        }
+        _ => pool.forward(x),
+    }
+}
+
 fn geometry(x: &[usize], w: &[usize], options: &ConvOptions<2>) -> ConvGeometry {
     ConvGeometry {
         batch: x[0],
@@ -167,7 +207,7 @@ mod dispatch {
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{DType, TensorData};
 
-    use super::{conv, geometry, norm};
+    use super::{conv, geometry, norm, pool};
 
     /// The operations this crate implements for a backend.
     #[backend_extension(Flex, Autodiff)]
@@ -209,6 +249,21 @@ mod dispatch {
             relu: bool,
             grad: FloatTensor<Self>,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        /// 2-D max pooling, dilation 1, floor mode.
+        fn itra_max_pool2d(
+            x: FloatTensor<Self>,
+            kernel: [usize; 2],
+            stride: [usize; 2],
+            padding: [usize; 2],
+        ) -> FloatTensor<Self>;
+        /// Its gradient with respect to `x`.
+        fn itra_max_pool2d_backward(
+            x: FloatTensor<Self>,
+            grad: FloatTensor<Self>,
+            kernel: [usize; 2],
+            stride: [usize; 2],
+            padding: [usize; 2],
+        ) -> FloatTensor<Self>;
     }
 
     /// The tensor's `f32` elements in row-major order: borrowed when it is already dense.
@@ -331,6 +386,60 @@ mod dispatch {
                 FlexTensor::from_data(TensorData::new(dbeta, [g.channels])),
             )
         }
+
+        fn itra_max_pool2d(x: FlexTensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> FlexTensor {
+            if x.dtype() != DType::F32 {
+                return <Flex as ModuleOps<Flex>>::max_pool2d(x, kernel, stride, padding, [1, 1], false);
+            }
+            let g = pool_geometry(&dims(&x), kernel, stride, padding);
+            let out = pool::max_pool2d_forward(&g, &dense(&x));
+            let [batch, channels, _, _] = dims(&x);
+            tensor(out, [batch, channels, g.out_h(), g.out_w()])
+        }
+
+        fn itra_max_pool2d_backward(
+            x: FlexTensor,
+            grad: FlexTensor,
+            kernel: [usize; 2],
+            stride: [usize; 2],
+            padding: [usize; 2],
+        ) -> FlexTensor {
+            if x.dtype() != DType::F32 {
+                let indices = <Flex as ModuleOps<Flex>>::max_pool2d_with_indices(
+                    x.clone(),
+                    kernel,
+                    stride,
+                    padding,
+                    [1, 1],
+                    false,
+                    burn::tensor::IntDType::I64,
+                )
+                .indices;
+                return <Flex as ModuleOps<Flex>>::max_pool2d_with_indices_backward(
+                    x,
+                    kernel,
+                    stride,
+                    padding,
+                    [1, 1],
+                    false,
+                    grad,
+                    indices,
+                )
+                .x_grad;
+            }
+            let g = pool_geometry(&dims(&x), kernel, stride, padding);
+            let dx = pool::max_pool2d_backward(&g, &dense(&x), &dense(&grad));
+            tensor(dx, dims(&x))
+        }
+    }
+
+    fn pool_geometry(
+        dims: &[usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> pool::PoolGeometry {
+        pool::PoolGeometry { planes: dims[0] * dims[1], h: dims[2], w: dims[3], kernel, stride, padding }
     }
 
     fn norm_geometry(shape: &[usize]) -> norm::NormGeometry {
@@ -484,6 +593,51 @@ mod dispatch {
                 "itra_batch_norm_train_backward cannot be differentiated (neither can Burn's batch_norm_train_backward)"
             );
         }
+
+        fn itra_max_pool2d(
+            x: FloatTensor<Self>,
+            kernel: [usize; 2],
+            stride: [usize; 2],
+            padding: [usize; 2],
+        ) -> FloatTensor<Self> {
+            #[derive(Debug)]
+            struct MaxPoolBackward;
+
+            impl<B: Backend + ItraKernelOps> Backward<B, 1> for MaxPoolBackward {
+                type State = (NodeId, [usize; 2], [usize; 2], [usize; 2]);
+
+                fn backward(self, ops: Ops<Self::State, 1>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                    let [node_x] = ops.parents;
+                    let grad = grads.consume::<B>(&ops.node);
+                    let (x_state, kernel, stride, padding) = ops.state;
+                    let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                    if let Some(node) = node_x {
+                        grads.register::<B>(node.id, B::itra_max_pool2d_backward(x, grad, kernel, stride, padding));
+                    }
+                }
+            }
+
+            match MaxPoolBackward.prepare::<C>([x.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let out = B::itra_max_pool2d(x.into_primitive(), kernel, stride, padding);
+                    prep.finish((x_state, kernel, stride, padding), out)
+                }
+                OpsKind::UnTracked(prep) => {
+                    prep.finish(B::itra_max_pool2d(x.into_primitive(), kernel, stride, padding))
+                }
+            }
+        }
+
+        fn itra_max_pool2d_backward(
+            _x: FloatTensor<Self>,
+            _grad: FloatTensor<Self>,
+            _kernel: [usize; 2],
+            _stride: [usize; 2],
+            _padding: [usize; 2],
+        ) -> FloatTensor<Self> {
+            panic!("itra_max_pool2d_backward cannot be differentiated (neither can Burn's max-pool backward)");
+        }
     }
 
     /// `ItraKernelOps::itra_conv2d` on high-level tensors.
@@ -512,6 +666,11 @@ mod dispatch {
         );
         (Tensor::from_dispatch(out), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
     }
+
+    /// `ItraKernelOps::itra_max_pool2d` on high-level tensors.
+    pub(super) fn max_pool2d(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
+        Tensor::from_dispatch(<Dispatch as ItraKernelOps>::itra_max_pool2d(x.into_dispatch(), kernel, stride, padding))
+    }
 }
 
 #[cfg(not(feature = "flex"))]
@@ -532,6 +691,15 @@ mod dispatch {
         _relu: bool,
     ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
         unreachable!("`batch_norm` routes here only on flex")
+    }
+
+    pub(super) fn max_pool2d(
+        _x: Tensor<4>,
+        _kernel: [usize; 2],
+        _stride: [usize; 2],
+        _padding: [usize; 2],
+    ) -> Tensor<4> {
+        unreachable!("`max_pool2d` routes here only on flex")
     }
 }
 
@@ -689,6 +857,47 @@ mod tests {
                 assert_close("running mean", &case, &ours.4, &burn.4);
                 assert_close("running variance", &case, &ours.5, &burn.5);
             }
+        }
+    }
+
+    /// The max pool against burn-nn's `MaxPool2d::forward`: values and input gradients, for the
+    /// small CNN's 2x2/2, ResNet's 3x3/2 padded stem pool and odd sizes.
+    #[test]
+    fn max_pool2d_matches_burns_values_and_gradients() {
+        use burn::nn::pool::MaxPool2dConfig;
+        let device = Device::flex().autodiff();
+        let cases: &[([usize; 4], [usize; 2], [usize; 2], usize)] = &[
+            ([3, 2, 8, 8], [2, 2], [2, 2], 0),
+            ([2, 3, 7, 9], [2, 2], [2, 2], 0),
+            ([2, 2, 9, 11], [3, 3], [2, 2], 1),
+            ([1, 4, 6, 5], [3, 3], [1, 1], 1),
+        ];
+        for &(shape, kernel, stride, padding) in cases {
+            let case = format!("{shape:?} k {kernel:?} s {stride:?} p {padding}");
+            let pool = MaxPool2dConfig::new(kernel)
+                .with_strides(stride)
+                .with_padding(PaddingConfig2d::Explicit(padding, padding, padding, padding))
+                .init();
+            let x = Tensor::<4>::random(shape, Distribution::Uniform(-1.0, 1.0), &device);
+            let run = |ours: bool| {
+                let x = x.clone().require_grad();
+                let out = if ours { max_pool2d(&pool, x.clone()) } else { pool.forward(x.clone()) };
+                let r = Tensor::<4>::random(out.dims(), Distribution::Uniform(-1.0, 1.0), &device);
+                let r = r.clone().detach();
+                (out, x, r)
+            };
+            let (out_ours, x_ours, r) = run(true);
+            let (out_burn, x_burn, _) = run(false);
+            let v4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+            let grads_ours = (out_ours.clone() * r.clone()).sum().backward();
+            let grads_burn = (out_burn.clone() * r).sum().backward();
+            assert_close("forward", &case, &v4(out_ours), &v4(out_burn));
+            assert_close(
+                "x gradient",
+                &case,
+                &v4(x_ours.grad(&grads_ours).expect("x gradient")),
+                &v4(x_burn.grad(&grads_burn).expect("x gradient")),
+            );
         }
     }
 }

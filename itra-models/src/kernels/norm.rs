@@ -45,7 +45,7 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
 }
 
 /// `(Σ a_i b_i, Σ a_i)` over two slices, like [`lane_sum`].
-#[inline(always)]
+#[inline(never)]
 fn lane_dot_sum(a: &[f32], b: &[f32]) -> (f64, f64) {
     let mut dot = [0.0f32; LANES];
     let mut sum = [0.0f32; LANES];
@@ -97,17 +97,45 @@ pub fn batch_norm_train_forward(
     let mut out = vec![0.0f32; x.len()];
     if g.plane > 0 {
         out.par_chunks_mut(g.plane).zip(x.par_chunks(g.plane)).enumerate().for_each(|(i, (o, x))| {
-            let (a, b) = (scale[i % g.channels], offset[i % g.channels]);
-            if relu {
-                o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x * a + b).max(0.0));
-            } else {
-                o.iter_mut().zip(x).for_each(|(o, &x)| *o = x * a + b);
-            }
+            normalize_plane(o, x, scale[i % g.channels], offset[i % g.channels], relu);
         });
     }
     let mean = stats.iter().map(|s| s.0 as f32).collect();
     let var = stats.iter().map(|s| s.1 as f32).collect();
     (out, mean, var)
+}
+
+/// `o = relu?(a x + b)` over one plane.
+#[inline(never)]
+fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
+    if relu {
+        o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x * a + b).max(0.0));
+    } else {
+        o.iter_mut().zip(x).for_each(|(o, &x)| *o = x * a + b);
+    }
+}
+
+/// `dx = k relu'(g) + (x - m) c2 + c1` over one plane.
+#[allow(clippy::too_many_arguments)]
+#[inline(never)]
+fn input_gradient_plane(
+    dx: &mut [f32],
+    x: &[f32],
+    y: &[f32],
+    g: &[f32],
+    (k, c2, c1, m): (f32, f32, f32, f32),
+    relu: bool,
+) {
+    if relu {
+        for (((d, &xv), &yv), &gv) in dx.iter_mut().zip(x).zip(y).zip(g) {
+            let gv = if yv > 0.0 { gv } else { 0.0 };
+            *d = k * gv + (xv - m) * c2 + c1;
+        }
+    } else {
+        for ((d, &xv), &gv) in dx.iter_mut().zip(x).zip(g) {
+            *d = k * gv + (xv - m) * c2 + c1;
+        }
+    }
 }
 
 /// The output gradient where the forward output was positive (with `relu`), else all of it.
@@ -172,19 +200,9 @@ pub fn batch_norm_train_backward(
             })
             .collect();
         dx.par_chunks_mut(g.plane).enumerate().for_each(|(i, dx)| {
-            let (k, c2, c1, m) = coefficients[i % g.channels];
             let offset = i * g.plane;
             let (xp, yp, gp) = (&x[offset..][..g.plane], &output[offset..][..g.plane], &grad[offset..][..g.plane]);
-            if relu {
-                for (((d, &xv), &yv), &gv) in dx.iter_mut().zip(xp).zip(yp).zip(gp) {
-                    let gv = if yv > 0.0 { gv } else { 0.0 };
-                    *d = k * gv + (xv - m) * c2 + c1;
-                }
-            } else {
-                for ((d, &xv), &gv) in dx.iter_mut().zip(xp).zip(gp) {
-                    *d = k * gv + (xv - m) * c2 + c1;
-                }
-            }
+            input_gradient_plane(dx, xp, yp, gp, coefficients[i % g.channels], relu);
         });
     }
     let dgamma = sums.iter().map(|s| s.0 as f32).collect();

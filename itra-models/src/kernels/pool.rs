@@ -1,0 +1,258 @@
+//! 2-D max pooling on NCHW `f32` slices (dilation 1, floor mode, padding that never wins), forward
+//! and backward, parallel over the `(sample, channel)` planes.
+//!
+//! The backward recomputes each window's arg-max from the input instead of keeping an index
+//! tensor: the first maximum in row-major window order, with NaN winning, as PyTorch's CPU kernel.
+
+use rayon::prelude::*;
+
+/// The shape of one max pool: `planes` input planes of `h x w`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolGeometry {
+    pub planes: usize,
+    pub h: usize,
+    pub w: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+}
+
+impl PoolGeometry {
+    pub fn out_h(&self) -> usize {
+        (self.h + 2 * self.padding[0] - self.kernel[0]) / self.stride[0] + 1
+    }
+
+    pub fn out_w(&self) -> usize {
+        (self.w + 2 * self.padding[1] - self.kernel[1]) / self.stride[1] + 1
+    }
+
+    /// Whether the pool is well formed: positive kernel and stride, the kernel inside the padded
+    /// input, and padding at most half the kernel (so that every window holds an input value).
+    pub fn is_valid(&self) -> bool {
+        (0..2).all(|i| {
+            let extent = [self.h, self.w][i];
+            self.kernel[i] > 0
+                && self.stride[i] > 0
+                && 2 * self.padding[i] <= self.kernel[i]
+                && extent + 2 * self.padding[i] >= self.kernel[i]
+        })
+    }
+
+    /// The input rows (or columns) `[lo, hi)` of output row `o` along axis `axis`.
+    fn window(&self, axis: usize, o: usize) -> (usize, usize) {
+        let extent = [self.h, self.w][axis];
+        let start = o * self.stride[axis];
+        let lo = start.saturating_sub(self.padding[axis]);
+        let hi = (start + self.kernel[axis]).saturating_sub(self.padding[axis]).min(extent);
+        (lo, hi)
+    }
+}
+
+/// The offset in the plane of the window's maximum: the first in row-major order, NaN winning.
+#[inline(always)]
+fn arg_max(plane: &[f32], w: usize, (y0, y1): (usize, usize), (x0, x1): (usize, usize)) -> usize {
+    let mut best = y0 * w + x0;
+    let mut max = plane[best];
+    if max.is_nan() {
+        return best;
+    }
+    for y in y0..y1 {
+        for (x, &v) in plane[y * w + x0..y * w + x1].iter().enumerate() {
+            if v > max || v.is_nan() {
+                max = v;
+                best = y * w + x0 + x;
+                if v.is_nan() {
+                    return best;
+                }
+            }
+        }
+    }
+    best
+}
+
+/// Index (0..4) of the maximum of a 2x2 window `[a, b, c, d]` (row-major): the first maximum,
+/// the first NaN if there is one, as [`arg_max`]. Branch-free: on random data the comparisons of
+/// a branching version are mispredicted half the time.
+#[inline(always)]
+fn arg_max4(v: [f32; 4]) -> usize {
+    let m = v[0].max(v[1]).max(v[2].max(v[3]));
+    let mut equal = 0u32;
+    let mut nan = 0u32;
+    for (i, &x) in v.iter().enumerate() {
+        equal |= u32::from(x == m) << i;
+        nan |= u32::from(x.is_nan()) << i;
+    }
+    let bits = if nan != 0 { nan } else { equal };
+    bits.trailing_zeros() as usize
+}
+
+/// The 2x2 window of output `(oy, ox)` in a plane of width `w`.
+#[inline(always)]
+fn window4(plane: &[f32], w: usize, oy: usize, ox: usize) -> [f32; 4] {
+    let (top, bottom) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
+    [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]]
+}
+
+#[inline(never)]
+fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let v = window4(plane, w, oy, ox);
+            out[oy * ow + ox] = v[arg_max4(v)];
+        }
+    }
+}
+
+#[inline(never)]
+fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
+    for oy in 0..oh {
+        for ox in 0..ow {
+            let at = arg_max4(window4(plane, w, oy, ox));
+            let g = grad[oy * ow + ox];
+            // Windows do not overlap: each input gets at most one output's gradient.
+            let (row, col) = (2 * oy + at / 2, 2 * ox + at % 2);
+            dx[row * w + col] = g;
+        }
+    }
+}
+
+impl PoolGeometry {
+    fn plane_out(&self) -> usize {
+        self.out_h() * self.out_w()
+    }
+
+    /// The common 2x2, stride-2, unpadded pool, which has a fast path.
+    fn is_2x2(&self) -> bool {
+        self.kernel == [2, 2] && self.stride == [2, 2] && self.padding == [0, 0]
+    }
+}
+
+/// Forward: `x` holds `planes` planes of `h x w`; returns the `planes` planes of `oh x ow`.
+pub fn max_pool2d_forward(g: &PoolGeometry, x: &[f32]) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut out = vec![0.0f32; g.planes * oh * ow];
+    if out.is_empty() {
+        return out;
+    }
+    if g.is_2x2() {
+        out.par_chunks_mut(g.plane_out()).zip(x.par_chunks(g.h * g.w)).for_each(|(out, plane)| {
+            max_pool_2x2_plane(out, plane, g.w, oh, ow);
+        });
+        return out;
+    }
+    let columns: Vec<(usize, usize)> = (0..ow).map(|ox| g.window(1, ox)).collect();
+    out.par_chunks_mut(oh * ow).zip(x.par_chunks(g.h * g.w)).for_each(|(out, plane)| {
+        for oy in 0..oh {
+            let rows = g.window(0, oy);
+            for (ox, &cols) in columns.iter().enumerate() {
+                out[oy * ow + ox] = plane[arg_max(plane, g.w, rows, cols)];
+            }
+        }
+    });
+    out
+}
+
+/// Backward: the gradient of `x`, each output's gradient added at its window's arg-max.
+pub fn max_pool2d_backward(g: &PoolGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let mut dx = vec![0.0f32; x.len()];
+    if dx.is_empty() || oh * ow == 0 {
+        return dx;
+    }
+    if g.is_2x2() {
+        dx.par_chunks_mut(g.h * g.w)
+            .zip(x.par_chunks(g.h * g.w))
+            .zip(grad.par_chunks(oh * ow))
+            .for_each(|((dx, plane), grad)| max_pool_2x2_plane_backward(dx, plane, grad, g.w, oh, ow));
+        return dx;
+    }
+    let columns: Vec<(usize, usize)> = (0..ow).map(|ox| g.window(1, ox)).collect();
+    dx.par_chunks_mut(g.h * g.w).zip(x.par_chunks(g.h * g.w)).zip(grad.par_chunks(oh * ow)).for_each(
+        |((dx, plane), grad)| {
+            for oy in 0..oh {
+                let rows = g.window(0, oy);
+                for (ox, &cols) in columns.iter().enumerate() {
+                    dx[arg_max(plane, g.w, rows, cols)] += grad[oy * ow + ox];
+                }
+            }
+        },
+    );
+    dx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Direct definition with explicit -inf padding.
+    fn reference(g: &PoolGeometry, x: &[f32], grad: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut out = vec![0.0; g.planes * oh * ow];
+        let mut dx = vec![0.0; x.len()];
+        for p in 0..g.planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut max, mut at) = (f32::NEG_INFINITY, None);
+                    for ky in 0..g.kernel[0] {
+                        for kx in 0..g.kernel[1] {
+                            let y = (oy * g.stride[0] + ky) as isize - g.padding[0] as isize;
+                            let xx = (ox * g.stride[1] + kx) as isize - g.padding[1] as isize;
+                            if y < 0 || xx < 0 || y >= g.h as isize || xx >= g.w as isize {
+                                continue;
+                            }
+                            let i = p * g.h * g.w + y as usize * g.w + xx as usize;
+                            if at.is_none() || x[i] > max {
+                                max = x[i];
+                                at = Some(i);
+                            }
+                        }
+                    }
+                    let o = (p * oh + oy) * ow + ox;
+                    out[o] = max;
+                    dx[at.expect("every window holds an input")] += grad[o];
+                }
+            }
+        }
+        (out, dx)
+    }
+
+    #[test]
+    fn forward_and_backward_match_the_definition() {
+        let g = |planes, h, w, kernel, stride, padding| PoolGeometry { planes, h, w, kernel, stride, padding };
+        let cases = [
+            g(3, 8, 6, [2, 2], [2, 2], [0, 0]),
+            g(2, 7, 9, [2, 2], [2, 2], [0, 0]),
+            g(2, 9, 7, [3, 3], [2, 2], [1, 1]),
+            g(1, 5, 5, [3, 2], [1, 2], [1, 1]),
+            g(4, 4, 4, [4, 4], [1, 1], [2, 2]),
+        ];
+        for (case, g) in cases.iter().enumerate() {
+            assert!(g.is_valid(), "{g:?}");
+            let mut state = 0x2545_F491_4F6C_DD1Du64 ^ case as u64;
+            let mut next = || {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
+            };
+            let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| next()).collect();
+            let grad: Vec<f32> = (0..g.planes * g.out_h() * g.out_w()).map(|_| next()).collect();
+            let (out, dx) = reference(g, &x, &grad);
+            assert_eq!(max_pool2d_forward(g, &x), out, "{g:?}");
+            let got = max_pool2d_backward(g, &x, &grad);
+            for (a, b) in got.iter().zip(&dx) {
+                assert!((a - b).abs() < 1e-6, "{g:?}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn ties_go_to_the_first_maximum_and_nan_wins() {
+        let g = PoolGeometry { planes: 1, h: 2, w: 4, kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+        let x = [1.0, 1.0, 0.0, f32::NAN, 1.0, 1.0, 5.0, 0.0];
+        let out = max_pool2d_forward(&g, &x);
+        assert_eq!(out[0], 1.0);
+        assert!(out[1].is_nan());
+        assert_eq!(max_pool2d_backward(&g, &x, &[1.0, 2.0]), vec![1.0, 0.0, 0.0, 2.0, 0.0, 0.0, 0.0, 0.0]);
+    }
+}
