@@ -225,7 +225,9 @@ fn keep_freed_memory() {
     // SAFETY: `mi_option_get` and `mi_option_set` read and write one entry of mimalloc's option
     // table; they take plain integers, touch no caller memory and are safe to call at any time.
     unsafe {
-        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() && libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none()
+            && libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000
+        {
             libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, -1);
         }
     }

@@ -4,6 +4,7 @@
 //! Layout is Caffe's: the column matrix of one image has a row per `(c_in, ky, kx)` and a column
 //! per output pixel, so `out = W · col` lands directly in NCHW, the weight gradient is
 //! `Σ_n g_n · col_nᵀ` and the input gradient is `col2im(Wᵀ · g_n)`. No layout transposes.
+//! Depthwise convolutions (MobileNetV2) have direct per-plane kernels of their own.
 
 use rayon::prelude::*;
 
@@ -250,6 +251,128 @@ pub fn conv2d_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<
     dw
 }
 
+/// Depthwise convolutions (`groups = c_in = c_out`, one input channel per filter), as MobileNetV2's:
+/// direct loops over each `(sample, channel)` plane, vectorised along the rows.
+impl ConvGeometry {
+    /// The plane count of a depthwise convolution: one per `(sample, channel)`.
+    fn depthwise_planes(&self) -> usize {
+        self.batch * self.c_in
+    }
+}
+
+/// Calls `f(oy, iy, x_lo, x_hi, ix0)` for every output row `oy` whose tap `(ky, kx)` reads input
+/// row `iy`, with the output columns `[x_lo, x_hi)` whose tap lies inside the input and the input
+/// column `ix0` of output column `x_lo`.
+#[inline(always)]
+fn for_each_tap_row(g: &ConvGeometry, ky: usize, kx: usize, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
+    let (oh, ow) = (g.out_h(), g.out_w());
+    let (y_lo, y_hi) = valid_range(oh, g.h, g.stride[0], g.padding[0], ky * g.dilation[0]);
+    let (x_lo, x_hi) = valid_range(ow, g.w, g.stride[1], g.padding[1], kx * g.dilation[1]);
+    if x_lo >= x_hi {
+        return;
+    }
+    for oy in y_lo..y_hi {
+        let iy = oy * g.stride[0] + ky * g.dilation[0] - g.padding[0];
+        f(oy, iy, x_lo, x_hi, x_lo * g.stride[1] + kx * g.dilation[1] - g.padding[1]);
+    }
+}
+
+/// Depthwise forward: `x` `[batch, c, h, w]`, `weight` `[c, 1, kh, kw]`; returns `[batch, c, oh, ow]`.
+pub fn depthwise_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
+    let (p, taps) = (g.plane_out(), g.kh * g.kw);
+    let mut out = vec![0.0f32; g.depthwise_planes() * p];
+    if out.is_empty() {
+        return out;
+    }
+    let sw = g.stride[1];
+    out.par_chunks_mut(p).zip(x.par_chunks(g.plane_in())).enumerate().for_each(|(i, (out, plane))| {
+        let w = &weight[(i % g.c_in) * taps..][..taps];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let wv = w[ky * g.kw + kx];
+                for_each_tap_row(g, ky, kx, |oy, iy, x_lo, x_hi, ix0| {
+                    let src = &plane[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut out[oy * g.out_w() + x_lo..oy * g.out_w() + x_hi];
+                    if sw == 1 {
+                        for (d, &v) in dst.iter_mut().zip(&src[ix0..]) {
+                            *d += wv * v;
+                        }
+                    } else {
+                        for (d, &v) in dst.iter_mut().zip(src[ix0..].iter().step_by(sw)) {
+                            *d += wv * v;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    out
+}
+
+/// Depthwise input gradient: `grad` `[batch, c, oh, ow]`; returns `[batch, c, h, w]`.
+pub fn depthwise_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, taps) = (g.plane_out(), g.kh * g.kw);
+    let mut dx = vec![0.0f32; g.depthwise_planes() * g.plane_in()];
+    if dx.is_empty() || p == 0 {
+        return dx;
+    }
+    let sw = g.stride[1];
+    dx.par_chunks_mut(g.plane_in()).zip(grad.par_chunks(p)).enumerate().for_each(|(i, (dx, grad))| {
+        let w = &weight[(i % g.c_in) * taps..][..taps];
+        for ky in 0..g.kh {
+            for kx in 0..g.kw {
+                let wv = w[ky * g.kw + kx];
+                for_each_tap_row(g, ky, kx, |oy, iy, x_lo, x_hi, ix0| {
+                    let src = &grad[oy * g.out_w() + x_lo..oy * g.out_w() + x_hi];
+                    let dst = &mut dx[iy * g.w..(iy + 1) * g.w];
+                    if sw == 1 {
+                        for (d, &v) in dst[ix0..].iter_mut().zip(src) {
+                            *d += wv * v;
+                        }
+                    } else {
+                        for (d, &v) in dst[ix0..].iter_mut().step_by(sw).zip(src) {
+                            *d += wv * v;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    dx
+}
+
+/// Depthwise weight gradient: returns `[c, 1, kh, kw]`.
+pub fn depthwise_weight_backward(g: &ConvGeometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, taps) = (g.plane_out(), g.kh * g.kw);
+    let mut dw = vec![0.0f32; g.c_in * taps];
+    if dw.is_empty() || p == 0 {
+        return dw;
+    }
+    let sw = g.stride[1];
+    dw.par_chunks_mut(taps).enumerate().for_each(|(c, dw)| {
+        for n in 0..g.batch {
+            let plane = &x[(n * g.c_in + c) * g.plane_in()..][..g.plane_in()];
+            let grad = &grad[(n * g.c_in + c) * p..][..p];
+            for ky in 0..g.kh {
+                for kx in 0..g.kw {
+                    let mut acc = 0.0f32;
+                    for_each_tap_row(g, ky, kx, |oy, iy, x_lo, x_hi, ix0| {
+                        let gr = &grad[oy * g.out_w() + x_lo..oy * g.out_w() + x_hi];
+                        let src = &plane[iy * g.w..(iy + 1) * g.w];
+                        if sw == 1 {
+                            acc += gr.iter().zip(&src[ix0..]).map(|(a, b)| a * b).sum::<f32>();
+                        } else {
+                            acc += gr.iter().zip(src[ix0..].iter().step_by(sw)).map(|(a, b)| a * b).sum::<f32>();
+                        }
+                    });
+                    dw[ky * g.kw + kx] += acc;
+                }
+            }
+        }
+    });
+    dw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +465,41 @@ mod tests {
             assert_close("forward", g, &conv2d_forward(g, &x, &w), &out);
             assert_close("dx", g, &conv2d_x_backward(g, &w, &r), &dx);
             assert_close("dw", g, &conv2d_weight_backward(g, &x, &r), &dw);
+        }
+    }
+
+    /// A depthwise convolution is a grouped one: the reference with `c_in = 1` per channel.
+    #[test]
+    fn depthwise_matches_a_direct_convolution_per_channel() {
+        let cases = [
+            (3, 4, 7, 9, [3, 3], [1, 1], [1, 1], [1, 1]),
+            (2, 3, 8, 7, [3, 3], [2, 2], [1, 1], [1, 1]),
+            (2, 5, 6, 6, [5, 5], [1, 1], [2, 2], [1, 1]),
+            (1, 2, 9, 9, [3, 3], [1, 2], [2, 2], [2, 2]),
+            (4, 3, 5, 4, [1, 1], [1, 1], [0, 0], [1, 1]),
+        ];
+        for (i, &(batch, c, h, w, k, stride, padding, dilation)) in cases.iter().enumerate() {
+            let g = ConvGeometry { batch, c_in: c, h, w, c_out: c, kh: k[0], kw: k[1], stride, padding, dilation };
+            let x = values(batch * c * h * w, 50 + i as u64);
+            let wt = values(c * k[0] * k[1], 60 + i as u64);
+            let r = values(batch * c * g.out_h() * g.out_w(), 70 + i as u64);
+            // Per channel: a one-channel ordinary convolution over the batch.
+            let one = ConvGeometry { c_in: 1, c_out: 1, ..g };
+            let (mut out, mut dx, mut dw) = (vec![0.0; r.len()], vec![0.0; x.len()], vec![0.0; wt.len()]);
+            let (pi, po, taps) = (h * w, g.out_h() * g.out_w(), k[0] * k[1]);
+            for ch in 0..c {
+                let xs: Vec<f32> = (0..batch).flat_map(|n| x[(n * c + ch) * pi..][..pi].to_vec()).collect();
+                let rs: Vec<f32> = (0..batch).flat_map(|n| r[(n * c + ch) * po..][..po].to_vec()).collect();
+                let (o, d, wgrad) = reference(&one, &xs, &wt[ch * taps..][..taps], &rs);
+                for n in 0..batch {
+                    out[(n * c + ch) * po..][..po].copy_from_slice(&o[n * po..][..po]);
+                    dx[(n * c + ch) * pi..][..pi].copy_from_slice(&d[n * pi..][..pi]);
+                }
+                dw[ch * taps..][..taps].copy_from_slice(&wgrad);
+            }
+            assert_close("depthwise forward", &g, &depthwise_forward(&g, &x, &wt), &out);
+            assert_close("depthwise dx", &g, &depthwise_x_backward(&g, &wt, &r), &dx);
+            assert_close("depthwise dw", &g, &depthwise_weight_backward(&g, &x, &r), &dw);
         }
     }
 }

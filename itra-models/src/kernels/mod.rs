@@ -95,7 +95,6 @@ fn is_flex(device: &Device) -> bool {
 /// exactly as `burn::tensor::module::conv2d`, through this crate's kernels where they apply.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
     let applies = own_kernel_enabled(Kernel::Conv2d)
-        && options.groups == 1
         && !options.is_asymmetric()
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
@@ -106,7 +105,8 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
     let [_, c_in, h, w] = x.dims();
     let [c_out, c_in_w, kh, kw] = weight.dims();
     let geometry = geometry(&[1, c_in, h, w], &[c_out, c_in_w, kh, kw], &options);
-    if c_in != c_in_w || !geometry.is_valid() {
+    let dense = options.groups == 1 && c_in == c_in_w;
+    if !(dense || is_depthwise(c_in, &[c_out, c_in_w], options.groups)) || !geometry.is_valid() {
         // Burn's op reports the shape error in its own words.
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
@@ -175,6 +175,11 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         }
         _ => pool.forward(x),
     }
+}
+
+/// `groups = c_in = c_out` with one input channel per filter: MobileNetV2's 3x3 convolutions.
+fn is_depthwise(c_in: usize, weight: &[usize], groups: usize) -> bool {
+    groups > 1 && groups == c_in && weight[0] == c_in && weight[1] == 1
 }
 
 fn geometry(x: &[usize], w: &[usize], options: &ConvOptions<2>) -> ConvGeometry {
@@ -291,7 +296,11 @@ mod dispatch {
                 return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options);
             }
             let g = geometry(&dims(&x), &dims(&weight), &options);
-            let out = conv::conv2d_forward(&g, &dense(&x), &dense(&weight));
+            let out = match kind(&g, &weight, &options) {
+                ConvKind::Dense => conv::conv2d_forward(&g, &dense(&x), &dense(&weight)),
+                ConvKind::Depthwise => conv::depthwise_forward(&g, &dense(&x), &dense(&weight)),
+                ConvKind::Other => return <Flex as ModuleOps<Flex>>::conv2d(x, weight, None, options),
+            };
             tensor(out, [g.batch, g.c_out, g.out_h(), g.out_w()])
         }
 
@@ -305,7 +314,11 @@ mod dispatch {
                 return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options);
             }
             let g = geometry(&dims(&x), &dims(&weight), &options);
-            let dx = conv::conv2d_x_backward(&g, &dense(&weight), &dense(&grad));
+            let dx = match kind(&g, &weight, &options) {
+                ConvKind::Dense => conv::conv2d_x_backward(&g, &dense(&weight), &dense(&grad)),
+                ConvKind::Depthwise => conv::depthwise_x_backward(&g, &dense(&weight), &dense(&grad)),
+                ConvKind::Other => return <Flex as ModuleOps<Flex>>::conv2d_x_backward(x, weight, grad, options),
+            };
             tensor(dx, [g.batch, g.c_in, g.h, g.w])
         }
 
@@ -319,8 +332,12 @@ mod dispatch {
                 return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, weight, grad, options);
             }
             let g = geometry(&dims(&x), &dims(&weight), &options);
-            let dw = conv::conv2d_weight_backward(&g, &dense(&x), &dense(&grad));
-            tensor(dw, [g.c_out, g.c_in, g.kh, g.kw])
+            let dw = match kind(&g, &weight, &options) {
+                ConvKind::Dense => conv::conv2d_weight_backward(&g, &dense(&x), &dense(&grad)),
+                ConvKind::Depthwise => conv::depthwise_weight_backward(&g, &dense(&x), &dense(&grad)),
+                ConvKind::Other => return <Flex as ModuleOps<Flex>>::conv2d_weight_backward(x, weight, grad, options),
+            };
+            tensor(dw, dims(&weight))
         }
 
         fn itra_batch_norm_train(
@@ -442,6 +459,24 @@ mod dispatch {
         pool::PoolGeometry { planes: dims[0] * dims[1], h: dims[2], w: dims[3], kernel, stride, padding }
     }
 
+    /// Which kernel computes a convolution of this shape.
+    enum ConvKind {
+        Dense,
+        Depthwise,
+        Other,
+    }
+
+    fn kind(g: &conv::ConvGeometry, weight: &FlexTensor, options: &ConvOptions<2>) -> ConvKind {
+        let w = dims(weight);
+        if options.groups == 1 && w[1] == g.c_in {
+            ConvKind::Dense
+        } else if super::is_depthwise(g.c_in, &w, options.groups) {
+            ConvKind::Depthwise
+        } else {
+            ConvKind::Other
+        }
+    }
+
     fn norm_geometry(shape: &[usize]) -> norm::NormGeometry {
         norm::NormGeometry { batch: shape[0], channels: shape[1], plane: shape[2..].iter().product() }
     }
@@ -514,12 +549,12 @@ mod dispatch {
             struct BatchNormBackward;
 
             impl<B: Backend + ItraKernelOps> Backward<B, 3> for BatchNormBackward {
-                /// x, gamma (checkpointed), the output (for the ReLU's gate), mean, variance,
-                /// epsilon, relu.
+                /// x, gamma (checkpointed), the output (kept only for the ReLU's gate, so that a
+                /// batch norm without one holds no extra activation), mean, variance, epsilon, relu.
                 type State = (
                     NodeId,
                     NodeId,
-                    B::FloatTensorPrimitive,
+                    Option<B::FloatTensorPrimitive>,
                     B::FloatTensorPrimitive,
                     B::FloatTensorPrimitive,
                     f64,
@@ -531,6 +566,8 @@ mod dispatch {
                     let grad = grads.consume::<B>(&ops.node);
                     let (x_state, gamma_state, output, mean, variance, epsilon, relu) = ops.state;
                     let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                    // Without the ReLU the output is not read: `x` stands in for it.
+                    let output = output.unwrap_or_else(|| x.clone());
                     let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
                     let (dx, dgamma, dbeta) =
                         B::itra_batch_norm_train_backward(x, output, gamma, mean, variance, epsilon, relu, grad);
@@ -557,7 +594,8 @@ mod dispatch {
                         epsilon,
                         relu,
                     );
-                    let state = (x_state, gamma_state, out.clone(), mean.clone(), variance.clone(), epsilon, relu);
+                    let kept = relu.then(|| out.clone());
+                    let state = (x_state, gamma_state, kept, mean.clone(), variance.clone(), epsilon, relu);
                     let out = prep.finish(state, out);
                     (out, <Self as AutodiffBackend>::from_inner(mean), <Self as AutodiffBackend>::from_inner(variance))
                 }
@@ -794,16 +832,46 @@ mod tests {
         assert_close("forward", "inference", &ours, &burn);
     }
 
-    /// Grouped convolutions are not ours: they must still give Burn's numbers.
+    /// Grouped convolutions that are not depthwise are not ours: they must give Burn's numbers.
     #[test]
     fn grouped_conv2d_falls_back_to_burn() {
         let device = Device::flex();
-        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 4);
+        let options = ConvOptions::new([1, 1], [1, 1], [1, 1], 2);
         let x = Tensor::<4>::random([2, 4, 6, 6], Distribution::Uniform(-1.0, 1.0), &device);
-        let w = Tensor::<4>::random([4, 1, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
+        let w = Tensor::<4>::random([6, 2, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
         let ours = conv2d(x.clone(), w.clone(), None, options.clone()).into_data().try_to_vec::<f32>().expect("f32");
         let burn = burn::tensor::module::conv2d(x, w, None, options).into_data().try_to_vec::<f32>().expect("f32");
         assert_eq!(ours, burn);
+    }
+
+    /// Depthwise convolutions (MobileNetV2's) against Burn's grouped convolution: values and the
+    /// three gradients, stride 1 and 2.
+    #[test]
+    fn depthwise_conv2d_matches_burns_values_and_gradients() {
+        let device = Device::flex().autodiff();
+        for &(batch, c, h, w, stride, bias) in &[(3, 4, 7, 9, 1, false), (2, 6, 8, 7, 2, true), (2, 3, 5, 5, 1, true)] {
+            let case = format!("depthwise {batch}x{c}x{h}x{w} s {stride}");
+            let options = ConvOptions::new([stride, stride], [1, 1], [1, 1], c);
+            let x = Tensor::<4>::random([batch, c, h, w], Distribution::Uniform(-1.0, 1.0), &device);
+            let wt = Tensor::<4>::random([c, 1, 3, 3], Distribution::Uniform(-1.0, 1.0), &device);
+            let b = Tensor::<1>::random([c], Distribution::Uniform(-1.0, 1.0), &device);
+            let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
+            let r = Tensor::<4>::random([batch, c, oh, ow], Distribution::Uniform(-1.0, 1.0), &device);
+            let inputs = (x, wt, b, r);
+            let ours = run(conv2d, &inputs, &options, bias);
+            let burn = run(|x, w, b, o| burn::tensor::module::conv2d(x, w, b, o), &inputs, &options, bias);
+            assert_close("forward", &case, &ours.0, &burn.0);
+            assert_close("x gradient", &case, &ours.1, &burn.1);
+            assert_close("weight gradient", &case, &ours.2, &burn.2);
+            if bias {
+                assert_close(
+                    "bias gradient",
+                    &case,
+                    ours.3.as_deref().unwrap_or_default(),
+                    burn.3.as_deref().unwrap_or_default(),
+                );
+            }
+        }
     }
 
     /// The fused batch norm (+ReLU) against burn-nn's `BatchNorm::forward` (+ `relu`): output,
