@@ -17,7 +17,7 @@ python3 scripts/bench_torch.py > "$OUT/torch_main.jsonl"
 # allocator setting undone (mimalloc's default purge delay of one second).
 for kernels in burn conv2d conv2d,batch_norm all; do
   ITRA_KERNELS=$kernels "$ITRA" bench --models small-cnn,resnet18-cifar --methods baseline,itra-c:cached \
-    --json "$OUT/ablation_$kernels.jsonl" > /dev/null
+    --json "$OUT/ablation_${kernels//,/+}.jsonl" > /dev/null
 done
 MIMALLOC_PURGE_DELAY=1000 "$ITRA" bench --models small-cnn,resnet18-cifar --methods baseline,itra-c:cached \
   --json "$OUT/ablation_purge1000.jsonl" > /dev/null
