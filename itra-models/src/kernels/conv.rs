@@ -420,13 +420,7 @@ mod tests {
     }
 
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::kernels::test_values(len, seed, -1.0, 1.0)
     }
 
     fn geometries() -> Vec<ConvGeometry> {

@@ -744,6 +744,18 @@ mod dispatch {
 #[cfg(feature = "flex")]
 pub use dispatch::ItraKernelOps;
 
+/// `len` reproducible pseudo-random values, uniform in `[lo, hi)`: the kernels' test inputs.
+#[cfg(test)]
+pub(crate) fn test_values(len: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    (0..len)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            lo + (hi - lo) * ((state >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;

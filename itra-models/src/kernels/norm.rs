@@ -215,13 +215,7 @@ mod tests {
     use super::*;
 
     fn values(len: usize, seed: u64) -> Vec<f32> {
-        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(7);
-        (0..len)
-            .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((state >> 40) as f32 / (1u64 << 24) as f32) * 4.0 - 1.5
-            })
-            .collect()
+        crate::kernels::test_values(len, seed, -1.5, 2.5)
     }
 
     /// The scalar loss `Σ r ⊙ relu?(bn(x))`, in f64, for finite differences.

@@ -228,15 +228,8 @@ mod tests {
         ];
         for (case, g) in cases.iter().enumerate() {
             assert!(g.is_valid(), "{g:?}");
-            let mut state = 0x2545_F491_4F6C_DD1Du64 ^ case as u64;
-            let mut next = || {
-                state ^= state << 13;
-                state ^= state >> 7;
-                state ^= state << 17;
-                (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
-            };
-            let x: Vec<f32> = (0..g.planes * g.h * g.w).map(|_| next()).collect();
-            let grad: Vec<f32> = (0..g.planes * g.out_h() * g.out_w()).map(|_| next()).collect();
+            let x = crate::kernels::test_values(g.planes * g.h * g.w, 2 * case as u64, -0.5, 0.5);
+            let grad = crate::kernels::test_values(g.planes * g.out_h() * g.out_w(), 2 * case as u64 + 1, -0.5, 0.5);
             let (out, dx) = reference(g, &x, &grad);
             assert_eq!(max_pool2d_forward(g, &x), out, "{g:?}");
             let got = max_pool2d_backward(g, &x, &grad);
