@@ -42,9 +42,18 @@ pub fn median_of_pairwise(matrix: &[f64], n: usize) -> Option<f64> {
     for i in 0..n {
         pairs.extend_from_slice(&matrix[i * n + i + 1..(i + 1) * n]);
     }
-    let count = pairs.len();
+    median(pairs)
+}
+
+/// The median of `values` (the mean of the two middle values for an even count), `None` when
+/// empty. Expected `O(n)` time (selection, not sorting).
+pub(crate) fn median(mut values: Vec<f64>) -> Option<f64> {
+    let count = values.len();
+    if count == 0 {
+        return None;
+    }
     let mid = count / 2;
-    let (lower, upper_middle, _) = pairs.select_nth_unstable_by(mid, f64::total_cmp);
+    let (lower, upper_middle, _) = values.select_nth_unstable_by(mid, f64::total_cmp);
     let upper_middle = *upper_middle;
     if count % 2 == 1 {
         return Some(upper_middle);
@@ -54,14 +63,20 @@ pub fn median_of_pairwise(matrix: &[f64], n: usize) -> Option<f64> {
     Some(0.5 * (lower_middle + upper_middle))
 }
 
+/// `sigma` from the median of the pairwise squared distances (`None`: fewer than two points),
+/// with the fallback to 1 for a degenerate median.
+pub(crate) fn sigma_from_median(median: Option<f64>) -> f64 {
+    match median {
+        Some(median) if median > MEDIAN_FLOOR => median,
+        _ => 1.0,
+    }
+}
+
 /// Resolves `sigma` from the (host copy of the) pooled squared-distance matrix.
 pub(crate) fn resolve_sigma(bandwidth: Bandwidth, squared_distances: &[f64], n: usize) -> f64 {
     match bandwidth {
         Bandwidth::Fixed(sigma) => sigma,
-        Bandwidth::Median => match median_of_pairwise(squared_distances, n) {
-            Some(median) if median > MEDIAN_FLOOR => median,
-            _ => 1.0,
-        },
+        Bandwidth::Median => sigma_from_median(median_of_pairwise(squared_distances, n)),
     }
 }
 

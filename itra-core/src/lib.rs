@@ -8,8 +8,10 @@
 //!
 //! This crate does no I/O: no files, no network, no printing. It only sees tensors.
 
+pub mod backend;
 mod center;
 mod error;
+mod fused;
 mod kernel;
 mod lsr;
 mod mmd;

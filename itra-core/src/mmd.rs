@@ -7,6 +7,7 @@ use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 
 use crate::error::LossError;
+use crate::fused::{self, MmdPlan, NO_GROUP};
 use crate::kernel::{Bandwidth, pairwise_squared_distances, resolve_sigma};
 
 /// What ITRA-c divides the sum of per-class MMDs by.
@@ -35,6 +36,11 @@ pub struct MmdLossConfig {
     /// Whether to check the features for NaN and infinity (one scalar read-back per call).
     #[config(default = true)]
     pub check_finite: bool,
+    /// Whether, on burn-flex, the loss runs as one fused CPU operation (forward and gradient in
+    /// one host pass, same float64 numerics) instead of its tensor form. Other backends always
+    /// run the tensor form.
+    #[config(default = true)]
+    pub fused: bool,
 }
 
 impl MmdLossConfig {
@@ -59,6 +65,7 @@ impl MmdLossConfig {
             eps: self.eps,
             normalize: self.normalize,
             check_finite: self.check_finite,
+            fused: self.fused,
         })
     }
 }
@@ -72,6 +79,10 @@ impl MmdLossConfig {
 /// All pairwise work is one `[m, m]` Gram matrix of the pooled batch (`m = m1 + m2`) computed in
 /// `f64`, whatever the features' dtype, so that identical batches land exactly on the floor; the
 /// value is returned in the features' dtype.
+///
+/// On burn-flex (the CPU backend) the whole loss, forward and gradient, runs as one fused
+/// operation with the same formulas and precision (see [`MmdLossConfig::fused`]); on every other
+/// backend it is a composition of Burn tensor operations differentiated by Burn's autodiff.
 #[derive(Module, Debug)]
 pub struct MmdLoss {
     #[module(skip)]
@@ -80,6 +91,7 @@ pub struct MmdLoss {
     #[module(skip)]
     normalize: Normalize,
     check_finite: bool,
+    fused: bool,
 }
 
 /// The matching loss of one step, with what a training loop logs about it.
@@ -113,10 +125,9 @@ impl MmdLoss {
     /// non-finite features.
     pub fn try_forward(&self, h1: Tensor<2>, h2: Tensor<2>) -> Result<MatchOutput, LossError> {
         let [m1, m2] = check_pair(&h1, &h2)?;
-        let mut weights = vec![0.0; m1 + m2];
-        weights[..m1].fill(1.0 / m1 as f64);
-        weights[m1..].fill(-1.0 / m2 as f64);
-        self.weighted(h1, h2, weights, 1, 1.0)
+        let mut weight = vec![1.0 / m1 as f64; m1 + m2];
+        weight[m1..].fill(-1.0 / m2 as f64);
+        self.weighted(h1, h2, vec![0; m1 + m2], weight, 1, 1.0)
     }
 
     /// ITRA-c's class-conditional matching loss.
@@ -183,11 +194,11 @@ impl MmdLoss {
         y1.iter().for_each(|&k| count1[k] += 1);
         y2.iter().for_each(|&k| count2[k] += 1);
         // Column of each class present in both batches.
-        let mut column = vec![usize::MAX; num_classes];
+        let mut column = vec![NO_GROUP; num_classes];
         let mut present = 0;
         for k in 0..num_classes {
             if count1[k] > 0 && count2[k] > 0 {
-                column[k] = present;
+                column[k] = present as u32;
                 present += 1;
             }
         }
@@ -198,32 +209,38 @@ impl MmdLoss {
             (_, Normalize::Present) => 1.0 / present as f64,
             (_, Normalize::AllClasses) => 1.0 / num_classes as f64,
         };
-        let columns = present.max(1);
-        let mut weights = vec![0.0; (m1 + m2) * columns];
-        for (row, &k) in y1.iter().enumerate() {
-            if column[k] != usize::MAX {
-                weights[row * columns + column[k]] = 1.0 / count1[k] as f64;
-            }
-        }
-        for (row, &k) in y2.iter().enumerate() {
-            if column[k] != usize::MAX {
-                weights[(m1 + row) * columns + column[k]] = -1.0 / count2[k] as f64;
-            }
-        }
-        let mut output = self.weighted(h1, h2, weights, columns, scale)?;
+        let group: Vec<u32> = y1.iter().chain(y2).map(|&k| column[k]).collect();
+        let weight: Vec<f64> = y1
+            .iter()
+            .map(|&k| 1.0 / count1[k] as f64)
+            .chain(y2.iter().map(|&k| -1.0 / count2[k] as f64))
+            .zip(&group)
+            .map(|(w, &g)| if g == NO_GROUP { 0.0 } else { w })
+            .collect();
+        let mut output = self.weighted(h1, h2, group, weight, present, scale)?;
         output.classes_matched = present;
         Ok(output)
     }
 
-    /// `scale * sum_g sqrt(max((W^T K W)_gg, eps))` over the `groups` columns of `weights`.
+    /// `scale * sum_g sqrt(max((W^T K W)_gg, eps))` over the `groups` groups: row `r` of the
+    /// pooled batch has weight `weight[r]` in group `group[r]` (none for [`NO_GROUP`]).
     fn weighted(
         &self,
         h1: Tensor<2>,
         h2: Tensor<2>,
-        weights: Vec<f64>,
+        group: Vec<u32>,
+        weight: Vec<f64>,
         groups: usize,
         scale: f64,
     ) -> Result<MatchOutput, LossError> {
+        let plan = MmdPlan::new(group, weight, groups, scale, self.eps, self.bandwidth);
+        if self.fused && fused::applies(&h1) {
+            let (value, facts) = fused::weighted_mmd(h1, h2, plan);
+            if let (true, Some((input, bad))) = (self.check_finite, facts.first_non_finite) {
+                return Err(LossError::non_finite(["h1", "h2"][input], bad));
+            }
+            return Ok(MatchOutput { value, sigma: facts.sigma, classes_matched: 1 });
+        }
         let device = h1.device();
         let out_dtype = h1.dtype();
         let rows = h1.dims()[0] + h2.dims()[0];
@@ -241,7 +258,9 @@ impl MmdLoss {
             }
         };
         let kernel = (squared_distances * (-1.0 / sigma)).exp();
-        let weights = Tensor::<2>::from_data(TensorData::new(weights, [rows, groups]), (&device, DType::F64));
+        let columns = groups.max(1);
+        let weights =
+            Tensor::<2>::from_data(TensorData::new(plan.dense_weights(), [rows, columns]), (&device, DType::F64));
         let mmd_squared = (kernel.matmul(weights.clone()) * weights).sum_dim(0); // [1, groups]
         let mmd = mmd_squared.clamp_min(self.eps).sqrt();
         let value = (mmd.sum() * scale).cast(out_dtype);

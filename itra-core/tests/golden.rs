@@ -12,6 +12,8 @@ use serde_json::Value;
 
 struct Check<'a> {
     fixture: &'a str,
+    /// Which form of the loss is checked, for the failure message.
+    form: &'static str,
     rel: f64,
     abs: f64,
     failures: Vec<String>,
@@ -25,7 +27,7 @@ impl Check<'_> {
         }
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
             if !((g - w).abs() <= self.abs + self.rel * w.abs()) {
-                self.failures.push(format!("{}: {what}[{i}] = {g:e}, expected {w:e}", self.fixture));
+                self.failures.push(format!("{} {}: {what}[{i}] = {g:e}, expected {w:e}", self.fixture, self.form));
                 return;
             }
         }
@@ -89,35 +91,53 @@ fn mmd_config(params: &Value) -> MmdLossConfig {
         .with_normalize(normalize)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn check_mmd(
+    fixture: &Value,
+    loss: &str,
+    params: &Value,
+    expected: &Value,
+    fused: bool,
+    device: &Device,
+    check: &mut Check<'_>,
+) {
+    let h1 = tensor(fixture, "h1", device);
+    let h2 = tensor(fixture, "h2", device);
+    let mmd = mmd_config(params).with_fused(fused).init();
+    let output = if loss == "itra_c" {
+        let num_classes = params["num_classes"].as_u64().expect("itra_c needs num_classes") as usize;
+        let y1 = label_tensor(&labels(fixture, "y1"), device);
+        let y2 = label_tensor(&labels(fixture, "y2"), device);
+        mmd.forward_class_conditional(h1.clone(), y1, h2.clone(), y2, num_classes)
+    } else {
+        mmd.forward(h1.clone(), h2.clone())
+    };
+    check.close("sigma", &[output.sigma], &[expected["sigma"].as_f64().unwrap()]);
+    let value: f64 = output.value.clone().into_scalar();
+    check.close("value", &[value], &[expected["value"].as_f64().unwrap()]);
+    let grads = output.value.backward();
+    let zeros1 = h1.zeros_like();
+    let zeros2 = h2.zeros_like();
+    // A loss with no path to an input has a zero gradient, which Burn reports as absent.
+    let g1 = h1.grad(&grads).map_or_else(|| host(zeros1.detach()), host);
+    let g2 = h2.grad(&grads).map_or_else(|| host(zeros2.detach()), host);
+    check.close("grad_h1", &g1, &flat_f64(&expected["grad_h1"]));
+    check.close("grad_h2", &g2, &flat_f64(&expected["grad_h2"]));
+}
+
 fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
     let device = Device::flex().autodiff();
     let params = &fixture["params"];
     let expected = &fixture["expected"];
     let loss = fixture["loss"].as_str().expect("fixture has a `loss`");
     match loss {
+        // Both forms of the loss: the fused CPU operation (flex's default) and the tensor form.
         "mmd" | "itra" | "itra_c" => {
-            let h1 = tensor(fixture, "h1", &device);
-            let h2 = tensor(fixture, "h2", &device);
-            let mmd = mmd_config(params).init();
-            let output = if loss == "itra_c" {
-                let num_classes = params["num_classes"].as_u64().expect("itra_c needs num_classes") as usize;
-                let y1 = label_tensor(&labels(fixture, "y1"), &device);
-                let y2 = label_tensor(&labels(fixture, "y2"), &device);
-                mmd.forward_class_conditional(h1.clone(), y1, h2.clone(), y2, num_classes)
-            } else {
-                mmd.forward(h1.clone(), h2.clone())
-            };
-            check.close("sigma", &[output.sigma], &[expected["sigma"].as_f64().unwrap()]);
-            let value: f64 = output.value.clone().into_scalar();
-            check.close("value", &[value], &[expected["value"].as_f64().unwrap()]);
-            let grads = output.value.backward();
-            let zeros1 = h1.zeros_like();
-            let zeros2 = h2.zeros_like();
-            // A loss with no path to an input has a zero gradient, which Burn reports as absent.
-            let g1 = h1.grad(&grads).map_or_else(|| host(zeros1.detach()), host);
-            let g2 = h2.grad(&grads).map_or_else(|| host(zeros2.detach()), host);
-            check.close("grad_h1", &g1, &flat_f64(&expected["grad_h1"]));
-            check.close("grad_h2", &g2, &flat_f64(&expected["grad_h2"]));
+            for fused in [true, false] {
+                check.form = if fused { "fused" } else { "tensor form" };
+                check_mmd(fixture, loss, params, expected, fused, &device, check);
+            }
+            check.form = "";
         }
         "center" => {
             let h1 = tensor(fixture, "h1", &device);
@@ -181,6 +201,7 @@ fn golden_fixtures_match_the_numpy_reference() {
         let tolerance = &fixture["tolerance"];
         let mut check = Check {
             fixture: &name,
+            form: "",
             rel: tolerance["rel"].as_f64().unwrap_or(1e-4),
             abs: tolerance["abs"].as_f64().unwrap_or(1e-5),
             failures: Vec::new(),

@@ -59,8 +59,8 @@ impl ConvGeometry {
         self.stride.iter().chain(&self.dilation).all(|&s| s > 0)
             && self.kh > 0
             && self.kw > 0
-            && self.h + 2 * self.padding[0] >= self.dilation[0] * (self.kh - 1) + 1
-            && self.w + 2 * self.padding[1] >= self.dilation[1] * (self.kw - 1) + 1
+            && self.h + 2 * self.padding[0] > self.dilation[0] * (self.kh - 1)
+            && self.w + 2 * self.padding[1] > self.dilation[1] * (self.kw - 1)
     }
 }
 

@@ -72,25 +72,6 @@ pub fn set_own_kernels(enabled: bool) {
     OWN_KERNELS.store(if enabled { ALL } else { 0 }, Ordering::Relaxed);
 }
 
-/// Whether `device` is flex, with or without autodiff: the backend the kernels are written for.
-fn is_flex(device: &Device) -> bool {
-    #[cfg(feature = "flex")]
-    {
-        use burn::backend::DispatchDevice;
-        match device.as_dispatch() {
-            DispatchDevice::Flex(_) => true,
-            DispatchDevice::Autodiff(inner) => matches!(**inner, DispatchDevice::Flex(_)),
-            #[allow(unreachable_patterns)]
-            _ => false,
-        }
-    }
-    #[cfg(not(feature = "flex"))]
-    {
-        let _ = device;
-        false
-    }
-}
-
 /// 2-D convolution, `x` `[batch, c_in, h, w]` with `weight` `[c_out, c_in / groups, kh, kw]`,
 /// exactly as `burn::tensor::module::conv2d`, through this crate's kernels where they apply.
 pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options: ConvOptions<2>) -> Tensor<4> {
@@ -98,7 +79,7 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
         && !options.is_asymmetric()
         && x.dtype() == DType::F32
         && weight.dtype() == DType::F32
-        && is_flex(&x.device());
+        && itra_core::backend::is_flex(&x.device());
     if !applies {
         return burn::tensor::module::conv2d(x, weight, bias, options);
     }
@@ -128,7 +109,7 @@ pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
         && x.dtype() == DType::F32
         && bn.gamma.val().dtype() == DType::F32
         && x.dims()[1] == bn.gamma.dims()[0]
-        && is_flex(&device);
+        && itra_core::backend::is_flex(&device);
     if !applies {
         let out = bn.forward(x);
         return if relu { burn::tensor::activation::relu(out) } else { out };
@@ -157,7 +138,7 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
         && pool.dilation == [1, 1]
         && !pool.ceil_mode
         && x.dtype() == DType::F32
-        && is_flex(&x.device());
+        && itra_core::backend::is_flex(&x.device());
     match padding {
         Some(padding)
             if applies
@@ -376,7 +357,7 @@ mod dispatch {
             let shape = x.shape();
             if x.dtype() != DType::F32 {
                 let grad = if relu {
-                    let dead = Flex::float_lower_equal_elem(output, 0.0.into(), burn::tensor::BoolStore::Native.into());
+                    let dead = Flex::float_lower_equal_elem(output, 0.0.into(), burn::tensor::BoolStore::Native);
                     Flex::float_mask_fill(grad, dead, 0.0.into())
                 } else {
                     grad

@@ -245,7 +245,7 @@ impl TextConfig {
                 if !matches!(c.summary_activation.as_deref(), None | Some("tanh")) {
                     return Err(unsupported(format!("summary_activation {:?}", c.summary_activation)));
                 }
-                if c.d_model % c.n_head != 0 {
+                if !c.d_model.is_multiple_of(c.n_head) {
                     return Err(unsupported(format!("d_model {} not divisible by n_head {}", c.d_model, c.n_head)));
                 }
                 TextConfig::XlNet(c)
