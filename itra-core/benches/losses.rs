@@ -2,7 +2,8 @@
 //! experiments: ITRA's MMD and ITRA-c at batch 64/128/256 (each of `S1` and `S2`), feature width
 //! 64/512 and, for ITRA-c, K = 10/100 classes; and the median bandwidth (host selection over the
 //! pooled squared distances) next to the MMD with a fixed bandwidth, to show how much of a step
-//! the median heuristic takes.
+//! the median heuristic takes. The MMD and ITRA-c groups measure both forms of the loss on
+//! flex: `fused` (the default: one fused CPU operation) and `tensor` (Burn tensor operations).
 //!
 //! `cargo bench -p itra-core --bench losses` runs everything (about a minute);
 //! `cargo bench -p itra-core --bench losses -- itra_c` runs one group. Results are in
@@ -69,30 +70,18 @@ fn forward_backward(loss: &MmdLoss, h1: &TensorData, h2: &TensorData, classes: O
     black_box(h2.grad(&grads).map(|g| g.into_data()));
 }
 
-fn mmd(c: &mut Criterion) {
-    let loss = MmdLossConfig::new().init();
-    let mut group = c.benchmark_group("mmd_fwd_bwd");
-    for width in WIDTHS {
-        for batch in BATCHES {
-            let (h1, h2) = (features(batch, width, 1), features(batch, width, 2));
-            group.bench_function(BenchmarkId::new(format!("w{width}"), batch), |b| {
-                b.iter(|| forward_backward(&loss, &h1, &h2, None))
-            });
-        }
-    }
-    group.finish();
-}
+/// The two forms of the loss on flex.
+const FORMS: [(&str, bool); 2] = [("fused", true), ("tensor", false)];
 
-fn itra_c(c: &mut Criterion) {
-    let loss = MmdLossConfig::new().init();
-    let mut group = c.benchmark_group("itra_c_fwd_bwd");
-    for num_classes in CLASS_COUNTS {
+fn mmd(c: &mut Criterion) {
+    let mut group = c.benchmark_group("mmd_fwd_bwd");
+    for (form, fused) in FORMS {
+        let loss = MmdLossConfig::new().with_fused(fused).init();
         for width in WIDTHS {
             for batch in BATCHES {
                 let (h1, h2) = (features(batch, width, 1), features(batch, width, 2));
-                let (y1, y2) = (labels(batch, num_classes, 3), labels(batch, num_classes, 4));
-                group.bench_function(BenchmarkId::new(format!("k{num_classes}/w{width}"), batch), |b| {
-                    b.iter(|| forward_backward(&loss, &h1, &h2, Some((&y1, &y2, num_classes))))
+                group.bench_function(BenchmarkId::new(format!("{form}/w{width}"), batch), |b| {
+                    b.iter(|| forward_backward(&loss, &h1, &h2, None))
                 });
             }
         }
@@ -100,9 +89,28 @@ fn itra_c(c: &mut Criterion) {
     group.finish();
 }
 
+fn itra_c(c: &mut Criterion) {
+    let mut group = c.benchmark_group("itra_c_fwd_bwd");
+    for (form, fused) in FORMS {
+        let loss = MmdLossConfig::new().with_fused(fused).init();
+        for num_classes in CLASS_COUNTS {
+            for width in WIDTHS {
+                for batch in BATCHES {
+                    let (h1, h2) = (features(batch, width, 1), features(batch, width, 2));
+                    let (y1, y2) = (labels(batch, num_classes, 3), labels(batch, num_classes, 4));
+                    group.bench_function(BenchmarkId::new(format!("{form}/k{num_classes}/w{width}"), batch), |b| {
+                        b.iter(|| forward_backward(&loss, &h1, &h2, Some((&y1, &y2, num_classes))))
+                    });
+                }
+            }
+        }
+    }
+    group.finish();
+}
+
 /// The median alone (the host selection over the `2m x 2m` squared distances) and the MMD with a
-/// fixed bandwidth, which skips both the selection and the device-to-host copy of the matrix.
-/// Compare with `mmd_fwd_bwd/w512`, which pays for both.
+/// fixed bandwidth (fused form), which skips the selection. Compare with
+/// `mmd_fwd_bwd/fused/w512`, which pays for it.
 fn bandwidth(c: &mut Criterion) {
     let fixed = MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(1.0)).init();
     let mut group = c.benchmark_group("bandwidth");

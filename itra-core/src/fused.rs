@@ -96,8 +96,14 @@ pub(crate) fn weighted_mmd(_h1: Tensor<2>, _h2: Tensor<2>, _plan: MmdPlan) -> (T
     unreachable!("`applies` is false without the `flex` feature")
 }
 
-/// The host computation, in float64, on row-major slices.
+/// The host computation, in float64, on row-major flex tensors.
+#[cfg(feature = "flex")]
 pub(crate) mod host {
+    use burn::backend::Flex;
+    use burn::backend::flex::FlexTensor;
+    use burn::backend::ops::FloatTensorOps;
+    use burn::tensor::TensorData;
+
     use super::{MmdPlan, NO_GROUP};
     use crate::kernel::{median, sigma_from_median};
 
@@ -110,29 +116,26 @@ pub(crate) mod host {
         pub grad: Option<Vec<f64>>,
     }
 
-    /// The matrix products the computation needs, supplied by the backend:
-    /// `gram(c, m, d) = C C^T` (`[m, m]`) and `product(g, rows, m, c, d) = G[..rows] C`
-    /// (`[rows, d]`), all row-major.
-    pub trait Products {
-        fn gram(&self, c: &[f64], m: usize, d: usize) -> Vec<f64>;
-        fn product(&self, g: &[f64], rows: usize, m: usize, c: &[f64], d: usize) -> Vec<f64>;
-    }
-
     /// The first non-finite value of `values`.
     pub fn first_non_finite(values: &[f64]) -> Option<f64> {
         values.iter().copied().find(|v| !v.is_finite())
     }
 
+    fn matrix(values: Vec<f64>, rows: usize, cols: usize) -> FlexTensor {
+        FlexTensor::from_data(TensorData::new(values, [rows, cols]))
+    }
+
+    fn slice(tensor: &FlexTensor) -> &[f64] {
+        tensor.as_slice::<f64>().expect("fused MMD: dense float64 matrix")
+    }
+
+    fn into_vec(tensor: FlexTensor) -> Vec<f64> {
+        tensor.into_data().try_into_vec::<f64>().expect("fused MMD: float64 matrix")
+    }
+
     /// The forward pass of the weighted MMD of the pooled `[m, d]` matrix `z`, with the gradient
     /// for its first `grad_rows` rows when `grad_rows > 0`.
-    pub fn forward(
-        z: &[f64],
-        m: usize,
-        d: usize,
-        plan: &MmdPlan,
-        grad_rows: usize,
-        products: &impl Products,
-    ) -> Forward {
+    pub fn forward(mut z: Vec<f64>, m: usize, d: usize, plan: &MmdPlan, grad_rows: usize) -> Forward {
         debug_assert_eq!(z.len(), m * d);
         debug_assert_eq!(plan.group.len(), m);
         // Centre on the (detached) mean: distances are unchanged, cancellation is not.
@@ -141,83 +144,79 @@ pub(crate) mod host {
             mean.iter_mut().zip(row).for_each(|(acc, &v)| *acc += v);
         }
         mean.iter_mut().for_each(|v| *v /= m as f64);
-        let mut c = z.to_vec();
-        for row in c.chunks_exact_mut(d) {
+        for row in z.chunks_exact_mut(d) {
             row.iter_mut().zip(&mean).for_each(|(v, &mu)| *v -= mu);
         }
-        let norms: Vec<f64> = c.chunks_exact(d).map(|row| row.iter().map(|v| v * v).sum()).collect();
-        // Squared distances `n_i + n_j - 2 <c_i, c_j>`; the raw value, before clamping at zero,
-        // decides whether the clamp passes the gradient (as `clamp_min` does: where `>= 0`).
-        let mut distances = products.gram(&c, m, d);
-        for i in 0..m {
-            let row = &mut distances[i * m..(i + 1) * m];
-            row.iter_mut().zip(&norms).for_each(|(v, &nj)| *v = (norms[i] + nj) - *v * 2.0);
+        let c = matrix(z, m, d);
+        let norms: Vec<f64> = slice(&c).chunks_exact(d).map(|row| row.iter().map(|v| v * v).sum()).collect();
+        // Squared distances `n_i + n_j - 2 <c_i, c_j>` in the Gram matrix's buffer; the raw value,
+        // before clamping at zero, decides whether the clamp passes the gradient (as
+        // `clamp_min` does: where `>= 0`).
+        let mut buffer = into_vec(Flex::float_matmul(c.clone(), Flex::float_transpose(c.clone())));
+        for (row, &ni) in buffer.chunks_exact_mut(m).zip(&norms) {
+            row.iter_mut().zip(&norms).for_each(|(v, &nj)| *v = (ni + nj) - *v * 2.0);
         }
         let sigma = match plan.fixed_sigma {
             Some(sigma) => sigma,
             None => {
                 // The unordered pairs `i < j` of the clamped distances, as the tensor form reads.
                 let mut pairs = Vec::with_capacity(m * m.saturating_sub(1) / 2);
-                for i in 0..m {
-                    pairs.extend(distances[i * m + i + 1..(i + 1) * m].iter().map(|&v| v.max(0.0)));
+                for (i, row) in buffer.chunks_exact(m).enumerate() {
+                    pairs.extend(row[i + 1..].iter().map(|&v| v.max(0.0)));
                 }
                 sigma_from_median(median(pairs))
             }
         };
         let factor = -1.0 / sigma;
 
-        // Kernel values of same-group pairs only: no other pair enters any group's MMD.
-        let mut kernel = vec![0.0; m * m];
+        // One pass over the pairs: the kernel value of each same-group pair (no other pair enters
+        // any group's MMD) accumulates into its group's MMD^2, and the buffer's entry becomes
+        // `w_i w_j dK_ij/dD_ij = w_i w_j K_ij factor` (0 where the group differs or the clamp
+        // stops the gradient), which the gradient's pass scales by `dL/dMMD^2_g`.
         let mut mmd_squared = vec![0.0; plan.groups];
-        for i in 0..m {
+        for (i, row) in buffer.chunks_exact_mut(m).enumerate() {
             let gi = plan.group[i];
             if gi == NO_GROUP {
+                row.fill(0.0);
                 continue;
             }
+            let wi = plan.weight[i];
             let mut acc = 0.0;
-            for j in 0..m {
-                if plan.group[j] == gi {
-                    let k = (distances[i * m + j].max(0.0) * factor).exp();
-                    kernel[i * m + j] = k;
-                    acc += k * plan.weight[j];
+            for ((v, &gj), &wj) in row.iter_mut().zip(&plan.group).zip(&plan.weight) {
+                if gj == gi {
+                    let k = (v.max(0.0) * factor).exp();
+                    acc += k * wj;
+                    *v = if *v >= 0.0 { wi * wj * k * factor } else { 0.0 };
+                } else {
+                    *v = 0.0;
                 }
             }
-            mmd_squared[gi as usize] += plan.weight[i] * acc;
+            mmd_squared[gi as usize] += wi * acc;
         }
         let value = plan.scale * mmd_squared.iter().map(|&v| v.max(plan.eps).sqrt()).sum::<f64>();
         if grad_rows == 0 {
             return Forward { value, sigma, grad: None };
         }
 
-        // dL/dMMD^2_g = scale / (2 MMD_g) where the floor is not active, else 0.
+        // dL/dMMD^2_g = scale / (2 MMD_g) where the floor is not active, else 0; then
+        // `G_ij = dL/dD_ij` for the rows that need a gradient.
         let slope: Vec<f64> =
             mmd_squared.iter().map(|&v| if v >= plan.eps { plan.scale * 0.5 / v.sqrt() } else { 0.0 }).collect();
-        let mut g = vec![0.0; grad_rows * m];
+        buffer.truncate(grad_rows * m);
         let mut row_sums = vec![0.0; grad_rows];
-        for i in 0..grad_rows {
+        for (i, row) in buffer.chunks_exact_mut(m).enumerate() {
             let gi = plan.group[i];
-            if gi == NO_GROUP || slope[gi as usize] == 0.0 {
-                continue;
-            }
-            let coefficient = slope[gi as usize] * plan.weight[i] * factor;
-            let mut sum = 0.0;
-            for j in 0..m {
-                if plan.group[j] == gi && distances[i * m + j] >= 0.0 {
-                    let v = coefficient * plan.weight[j] * kernel[i * m + j];
-                    g[i * m + j] = v;
-                    sum += v;
-                }
-            }
-            row_sums[i] = sum;
+            let slope = if gi == NO_GROUP { 0.0 } else { slope[gi as usize] };
+            row.iter_mut().for_each(|v| *v *= slope);
+            row_sums[i] = row.iter().sum();
         }
-        let gc = products.product(&g, grad_rows, m, &c, d);
-        let mut grad = vec![0.0; grad_rows * d];
-        for i in 0..grad_rows {
-            let out = &mut grad[i * d..(i + 1) * d];
+        // dL/dc_i = 4 (sum_j G_ij c_i - (G C)_i).
+        let mut grad = into_vec(Flex::float_matmul(matrix(buffer, grad_rows, m), c.clone()));
+        let c = slice(&c);
+        for (i, out) in grad.chunks_exact_mut(d).enumerate() {
             let ci = &c[i * d..(i + 1) * d];
-            let gci = &gc[i * d..(i + 1) * d];
-            for ((o, &cv), &gv) in out.iter_mut().zip(ci).zip(gci) {
-                *o = 4.0 * (row_sums[i] * cv - gv);
+            for (o, &cv) in out.iter_mut().zip(ci) {
+                *o = 4.0 * (row_sums[i] * cv - *o);
             }
         }
         Forward { value, sigma, grad: Some(grad) }
@@ -232,14 +231,13 @@ mod dispatch {
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::flex::FlexTensor;
-    use burn::backend::ops::FloatTensorOps;
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{AutodiffBackend, Backend, Dispatch, Flex, TensorMetadata, backend_extension};
     use burn::prelude::*;
     use burn::tensor::{DType, TensorData};
 
     use super::MmdPlan;
-    use super::host::{self, Products};
+    use super::host;
 
     /// The fused matching loss.
     #[backend_extension(Flex, Autodiff)]
@@ -262,34 +260,15 @@ mod dispatch {
         ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
     }
 
-    /// Flex's float64 GEMM (parallel above its size threshold).
-    struct FlexProducts;
-
-    impl Products for FlexProducts {
-        fn gram(&self, c: &[f64], m: usize, d: usize) -> Vec<f64> {
-            let c = FlexTensor::from_data(TensorData::new(c.to_vec(), [m, d]));
-            let gram = Flex::float_matmul(c.clone(), Flex::float_transpose(c));
-            values(gram)
-        }
-
-        fn product(&self, g: &[f64], rows: usize, m: usize, c: &[f64], d: usize) -> Vec<f64> {
-            let g = FlexTensor::from_data(TensorData::new(g.to_vec(), [rows, m]));
-            let c = FlexTensor::from_data(TensorData::new(c.to_vec(), [m, d]));
-            values(Flex::float_matmul(g, c))
-        }
-    }
-
-    fn values(tensor: FlexTensor) -> Vec<f64> {
-        tensor.to_contiguous().into_data().try_into_vec::<f64>().expect("fused MMD: float64 product")
-    }
-
     /// The features as float64, row-major.
     fn features(tensor: &FlexTensor) -> Vec<f64> {
-        let data = tensor.to_contiguous().into_data();
-        match data.dtype() {
-            DType::F64 => data.try_into_vec::<f64>().expect("fused MMD: float64 features"),
-            _ => data.iter::<f64>().collect(),
+        if let Some(values) = tensor.as_slice::<f32>() {
+            return values.iter().map(|&v| f64::from(v)).collect();
         }
+        if let Some(values) = tensor.as_slice::<f64>() {
+            return values.to_vec();
+        }
+        tensor.to_contiguous().into_data().iter::<f64>().collect()
     }
 
     fn run(
@@ -313,7 +292,15 @@ mod dispatch {
         } else {
             0
         };
-        let forward = host::forward(&z, m1 + m2, d, plan, grad_rows, &FlexProducts);
+        let mut forward = host::forward(z, m1 + m2, d, plan, grad_rows);
+        if first.is_some() {
+            // A NaN or infinity poisons the value and the gradient, as in the tensor form (whose
+            // clamps and median would otherwise turn some of it into finite numbers here).
+            forward.value = f64::NAN;
+            if let Some(grad) = forward.grad.as_mut() {
+                grad.fill(f64::NAN);
+            }
+        }
         let (which, bad) = first.unwrap_or((0.0, 0.0));
         let facts = FlexTensor::from_data(TensorData::new(vec![forward.sigma, which, bad], [3]));
         let value = FlexTensor::from_data(TensorData::new(vec![forward.value], [1]).convert_dtype(dtype));
@@ -575,7 +562,11 @@ mod tests {
         let loss = MmdLossConfig::new().init();
         let err = loss.try_forward(good.clone(), bad.clone()).expect_err("infinity in h2");
         assert_eq!(err.to_string(), "h2 contains a non-finite value (infinity)");
-        let err = loss.try_forward(bad, good).expect_err("infinity in h1");
+        let err = loss.try_forward(bad.clone(), good.clone()).expect_err("infinity in h1");
         assert_eq!(err.to_string(), "h1 contains a non-finite value (infinity)");
+        // Unchecked, the value is not finite either: nothing turns the infinity into a number.
+        let unchecked = MmdLossConfig::new().with_check_finite(false).init();
+        let value: f64 = unchecked.forward(bad, good).value.into_scalar();
+        assert!(value.is_nan(), "an unchecked infinity gives a NaN loss, not {value}");
     }
 }
