@@ -14,11 +14,15 @@ python3 scripts/bench_torch.py > "$OUT/torch_main.jsonl"
 "$ITRA" bench --torch-json "$OUT/torch_main.jsonl" --json "$OUT/ours_main.jsonl" | tee "$OUT/ours_main.md"
 
 # Each change on its own: Burn's operations, then our kernels added one at a time, then the
-# allocator setting undone (mimalloc's default purge delay of one second).
+# loss's tensor form, then the allocator setting undone (mimalloc's default purge delay of one
+# second).
 for kernels in burn conv2d conv2d,batch_norm all; do
   ITRA_KERNELS=$kernels "$ITRA" bench --models small-cnn,resnet18-cifar --methods baseline,itra-c:cached \
     --json "$OUT/ablation_${kernels//,/+}.jsonl" > /dev/null
 done
+# The loss's tensor form instead of the fused CPU operation (ITRA-c cached and full).
+"$ITRA" bench --models small-cnn,resnet18-cifar --methods itra-c:cached,itra-c:full --mmd-form tensor \
+  --json "$OUT/ablation_mmd_tensor.jsonl" > /dev/null
 MIMALLOC_PURGE_DELAY=1000 "$ITRA" bench --models small-cnn,resnet18-cifar --methods baseline,itra-c:cached \
   --json "$OUT/ablation_purge1000.jsonl" > /dev/null
 

@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// Also write every measurement as JSON lines to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// The form of the ITRA/ITRA-c loss on the CPU: `fused` (one fused operation, the default)
+    /// or `tensor` (Burn tensor operations), for A/B measurements.
+    #[arg(long, default_value = "fused", value_parser = ["fused", "tensor"])]
+    pub mmd_form: String,
     /// Internal: measure one `<model>/<method>` configuration in this process and print it.
     #[arg(long, hide = true)]
     pub one: Option<String>,
@@ -251,6 +255,7 @@ fn run_child(exe: &Path, args: &BenchArgs, model: Arch, case: MethodCase) -> Res
         .args(["--warmup", &schedule.warmup.to_string()])
         .args(["--repeats", &schedule.repeats.to_string()])
         .args(["--device", &args.device.to_string()])
+        .args(["--mmd-form", &args.mmd_form])
         .stderr(Stdio::inherit())
         .output()
         .with_context(|| format!("cannot run {}", exe.display()))?;
@@ -296,7 +301,7 @@ struct Trainer {
 }
 
 impl Trainer {
-    fn new(model: Arch, case: MethodCase, batch_size: usize, device: Device) -> Result<Self> {
+    fn new(model: Arch, case: MethodCase, batch_size: usize, fused_mmd: bool, device: Device) -> Result<Self> {
         let data = dataset(model)?;
         if batch_size == 0 {
             bail!("the batch size must be positive");
@@ -310,7 +315,7 @@ impl Trainer {
         let objective = ItraObjectiveConfig::new(case.method, data.num_classes, network.feat_dim())
             .with_lambda(if case.method == Method::Baseline { 0.0 } else { LAMBDA })
             .with_second_batch(case.second_batch.unwrap_or_default())
-            .with_mmd(MmdLossConfig::new())
+            .with_mmd(MmdLossConfig::new().with_fused(fused_mmd))
             .init(&device)?;
         let optimizer_config = optimizer_config(model);
         let norm = Normalization::of(&data);
@@ -377,7 +382,7 @@ fn measure(args: &BenchArgs, model: Arch, case: MethodCase) -> Result<Measuremen
     let schedule = args.schedule(model);
     let device = args.device.autodiff_device()?;
     let load_before = load_average();
-    let mut trainer = Trainer::new(model, case, args.batch_size, device.clone())?;
+    let mut trainer = Trainer::new(model, case, args.batch_size, args.mmd_form == "fused", device.clone())?;
     for _ in 0..schedule.warmup {
         trainer.step()?;
     }
@@ -657,7 +662,7 @@ mod tests {
     fn one_step_of_every_mode_runs() {
         let device = DeviceSpec::Cpu.autodiff_device().unwrap();
         for case in ["baseline", "itra-c:full", "itra-c:detached", "itra-c:cached"] {
-            let mut trainer = Trainer::new(Arch::SmallCnn, case.parse().unwrap(), 16, device.clone()).unwrap();
+            let mut trainer = Trainer::new(Arch::SmallCnn, case.parse().unwrap(), 16, true, device.clone()).unwrap();
             trainer.step().unwrap();
             trainer.step().unwrap();
         }
