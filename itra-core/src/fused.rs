@@ -116,11 +116,6 @@ pub(crate) mod host {
         pub grad: Option<Vec<f64>>,
     }
 
-    /// The first non-finite value of `values`.
-    pub fn first_non_finite(values: &[f64]) -> Option<f64> {
-        values.iter().copied().find(|v| !v.is_finite())
-    }
-
     fn matrix(values: Vec<f64>, rows: usize, cols: usize) -> FlexTensor {
         FlexTensor::from_data(TensorData::new(values, [rows, cols]))
     }
@@ -260,15 +255,15 @@ mod dispatch {
         ) -> (FloatTensor<Self>, FloatTensor<Self>, Option<FloatTensor<Self>>, Option<FloatTensor<Self>>);
     }
 
-    /// The features as float64, row-major.
-    fn features(tensor: &FlexTensor) -> Vec<f64> {
+    /// Appends the features to `z` as float64, row-major.
+    fn append_features(z: &mut Vec<f64>, tensor: &FlexTensor) {
         if let Some(values) = tensor.as_slice::<f32>() {
-            return values.iter().map(|&v| f64::from(v)).collect();
+            z.extend(values.iter().map(|&v| f64::from(v)));
+        } else if let Some(values) = tensor.as_slice::<f64>() {
+            z.extend_from_slice(values);
+        } else {
+            z.extend(tensor.to_contiguous().into_data().iter::<f64>());
         }
-        if let Some(values) = tensor.as_slice::<f64>() {
-            return values.to_vec();
-        }
-        tensor.to_contiguous().into_data().iter::<f64>().collect()
     }
 
     fn run(
@@ -280,10 +275,11 @@ mod dispatch {
         let dtype = h1.dtype();
         let [m1, d] = [h1.shape()[0], h1.shape()[1]];
         let m2 = h2.shape()[0];
-        let mut z = features(h1);
-        let first = host::first_non_finite(&z).map(|v| (1.0, v));
-        z.extend(features(h2));
-        let first = first.or_else(|| host::first_non_finite(&z[m1 * d..]).map(|v| (2.0, v)));
+        let mut z = Vec::with_capacity((m1 + m2) * d);
+        append_features(&mut z, h1);
+        append_features(&mut z, h2);
+        // The first non-finite feature, and whether it is in H1 (1) or H2 (2).
+        let first = z.iter().position(|v| !v.is_finite()).map(|i| (if i < m1 * d { 1.0 } else { 2.0 }, z[i]));
         // The gradient rows needed: those of H1, or all of them when H2 is tracked.
         let grad_rows = if grads[1] {
             m1 + m2

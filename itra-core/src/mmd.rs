@@ -33,7 +33,8 @@ pub struct MmdLossConfig {
     /// Divisor of the class-conditional sum.
     #[config(default = "Normalize::Present")]
     pub normalize: Normalize,
-    /// Whether to check the features for NaN and infinity (one scalar read-back per call).
+    /// Whether to check the features for NaN and infinity (the tensor form pays one scalar
+    /// read-back per call; the fused form scans the features it reads anyway).
     #[config(default = true)]
     pub check_finite: bool,
     /// Whether, on burn-flex, the loss runs as one fused CPU operation (forward and gradient in

@@ -763,6 +763,28 @@ mod tests {
         (values(out), values(x_grad), values(w_grad), b_grad)
     }
 
+    /// Our `conv2d` and Burn's on the same inputs: the output and every gradient agree.
+    fn assert_conv2d_matches_burn(
+        case: &str,
+        inputs: &(Tensor<4>, Tensor<4>, Tensor<1>, Tensor<4>),
+        options: &ConvOptions<2>,
+        bias: bool,
+    ) {
+        let ours = run(conv2d, inputs, options, bias);
+        let burn = run(burn::tensor::module::conv2d, inputs, options, bias);
+        assert_close("forward", case, &ours.0, &burn.0);
+        assert_close("x gradient", case, &ours.1, &burn.1);
+        assert_close("weight gradient", case, &ours.2, &burn.2);
+        if bias {
+            assert_close(
+                "bias gradient",
+                case,
+                ours.3.as_deref().unwrap_or_default(),
+                burn.3.as_deref().unwrap_or_default(),
+            );
+        }
+    }
+
     fn assert_close(what: &str, case: &str, ours: &[f32], burn: &[f32]) {
         assert_eq!(ours.len(), burn.len(), "{what} {case}");
         for (i, (a, b)) in ours.iter().zip(burn).enumerate() {
@@ -796,20 +818,7 @@ mod tests {
             let oh = (h + 2 * padding[0] - dilation[0] * (k[0] - 1) - 1) / stride[0] + 1;
             let ow = (w + 2 * padding[1] - dilation[1] * (k[1] - 1) - 1) / stride[1] + 1;
             let r = Tensor::<4>::random([batch, c_out, oh, ow], Distribution::Uniform(-1.0, 1.0), &device);
-            let inputs = (x, wt, b, r);
-            let ours = run(conv2d, &inputs, &options, bias);
-            let burn = run(|x, w, b, o| burn::tensor::module::conv2d(x, w, b, o), &inputs, &options, bias);
-            assert_close("forward", &case, &ours.0, &burn.0);
-            assert_close("x gradient", &case, &ours.1, &burn.1);
-            assert_close("weight gradient", &case, &ours.2, &burn.2);
-            if bias {
-                assert_close(
-                    "bias gradient",
-                    &case,
-                    ours.3.as_deref().unwrap_or_default(),
-                    burn.3.as_deref().unwrap_or_default(),
-                );
-            }
+            assert_conv2d_matches_burn(&case, &(x, wt, b, r), &options, bias);
         }
     }
 
@@ -850,20 +859,7 @@ mod tests {
             let b = Tensor::<1>::random([c], Distribution::Uniform(-1.0, 1.0), &device);
             let (oh, ow) = ((h + 2 - 3) / stride + 1, (w + 2 - 3) / stride + 1);
             let r = Tensor::<4>::random([batch, c, oh, ow], Distribution::Uniform(-1.0, 1.0), &device);
-            let inputs = (x, wt, b, r);
-            let ours = run(conv2d, &inputs, &options, bias);
-            let burn = run(|x, w, b, o| burn::tensor::module::conv2d(x, w, b, o), &inputs, &options, bias);
-            assert_close("forward", &case, &ours.0, &burn.0);
-            assert_close("x gradient", &case, &ours.1, &burn.1);
-            assert_close("weight gradient", &case, &ours.2, &burn.2);
-            if bias {
-                assert_close(
-                    "bias gradient",
-                    &case,
-                    ours.3.as_deref().unwrap_or_default(),
-                    burn.3.as_deref().unwrap_or_default(),
-                );
-            }
+            assert_conv2d_matches_burn(&case, &(x, wt, b, r), &options, bias);
         }
     }
 
