@@ -8,11 +8,13 @@ Every numerical convention follows ``shared/paper/CONVENTIONS.md``:
   pooled rows of H1 and H2 (mean of the two middle values for an even count), detached; ``sigma = 1``
   with fewer than two points or a median ``<= 1e-12``. ``fixed(s)``: ``sigma = s``.
 * Biased MMD2 with the diagonal terms; ``MMD = sqrt(max(MMD2, eps))``, zero gradient when
-  ``MMD2 < eps``.
+  ``MMD2 < eps``. With ``params.matching = "mmd2"`` (absent: ``"mmd"``) the term is MMD2 itself,
+  no root and no floor (the ablation).
 * ITRA = MMD(H1, H2). ITRA-c = mean over the classes present in both batches of the per-class MMD
   (one pooled sigma), 0 with no gradient when none is; ``normalize = all_classes`` divides by K.
-* Center loss ``(1/m) sum_i ||h_i - c_{y_i}||^2`` and Wen et al.'s center update with the
-  pre-update centers.
+* Center loss ``(1/(2m)) sum_i ||h_i - c_{y_i}||^2`` (``(1/m)`` with ``halve = false``, the ablation),
+  after setting each uninitialised class present in the batch to its batch mean, then Wen et al.'s
+  center update from those centers.
 * LSR: cross-entropy against ``(1 - eps) onehot + eps / K``, mean over the batch.
 
 For each case the script
@@ -98,7 +100,7 @@ def gaussian_kernel(a: np.ndarray, b: np.ndarray, sigma, dist=sq_dists) -> np.nd
 # ----------------------------------------------------------------------------------------------
 
 
-def mmd_loss(x: np.ndarray, y: np.ndarray, sigma, eps, dist=sq_dists):
+def mmd_loss(x: np.ndarray, y: np.ndarray, sigma, eps, dist=sq_dists, matching="mmd"):
     """Biased MMD with its analytic gradients; returns ``(value, grad_x, grad_y, mmd2)``.
 
     Value::
@@ -114,13 +116,14 @@ def mmd_loss(x: np.ndarray, y: np.ndarray, sigma, eps, dist=sq_dists):
 
     where ``sum_j K_pj (x_p - x_j) = rowsum(K)_p x_p - (K X)_p``. Then
     ``d MMD = d MMD2 / (2 MMD)`` when ``MMD2 >= eps``, and 0 otherwise (the floor is active).
+    With ``matching = "mmd2"`` the value is MMD2 and the gradient ``d MMD2``, whatever MMD2 is.
     """
     m, n = x.shape[0], y.shape[0]
     kxx = gaussian_kernel(x, x, sigma, dist)
     kyy = gaussian_kernel(y, y, sigma, dist)
     kxy = gaussian_kernel(x, y, sigma, dist)
     mmd2 = kxx.mean() + kyy.mean() - 2 * kxy.mean()
-    if mmd2 < eps:
+    if mmd2 < eps and matching == "mmd":
         floor = np.sqrt(np.maximum(mmd2, eps))
         return floor, np.zeros_like(x), np.zeros_like(y), mmd2
     value = np.sqrt(mmd2)
@@ -130,11 +133,13 @@ def mmd_loss(x: np.ndarray, y: np.ndarray, sigma, eps, dist=sq_dists):
     d_y = (-4 / (sigma * n * n)) * (kyy.sum(axis=1)[:, None] * y - kyy @ y) + (
         4 / (sigma * m * n)
     ) * (kxy.sum(axis=0)[:, None] * y - kxy.T @ x)
+    if matching == "mmd2":
+        return mmd2, d_x, d_y, mmd2
     scale = 1 / (2 * value)
     return value, d_x * scale, d_y * scale, mmd2
 
 
-def itra_c_loss(h1, y1, h2, y2, sigma, eps, normalize, num_classes, dist=sq_dists):
+def itra_c_loss(h1, y1, h2, y2, sigma, eps, normalize, num_classes, dist=sq_dists, matching="mmd"):
     """Class-conditional ITRA; returns ``(value, grad_h1, grad_h2, per_class_mmd2)``.
 
     Value::
@@ -146,6 +151,7 @@ def itra_c_loss(h1, y1, h2, y2, sigma, eps, normalize, num_classes, dist=sq_dist
 
     Gradient: the sum is linear, so each class's MMD gradient (see ``mmd_loss``) is scaled by
     ``1/Z`` and scattered back to that class's rows; rows of classes outside ``P`` get 0.
+    ``matching = "mmd2"`` averages the per-class MMD2 instead.
     """
     g1, g2 = np.zeros_like(h1), np.zeros_like(h2)
     present = [k for k in range(num_classes) if np.any(y1 == k) and np.any(y2 == k)]
@@ -156,7 +162,7 @@ def itra_c_loss(h1, y1, h2, y2, sigma, eps, normalize, num_classes, dist=sq_dist
     per_class = {}
     for k in present:
         r1, r2 = np.flatnonzero(y1 == k), np.flatnonzero(y2 == k)
-        value, d1, d2, mmd2 = mmd_loss(h1[r1], h2[r2], sigma, eps, dist)
+        value, d1, d2, mmd2 = mmd_loss(h1[r1], h2[r2], sigma, eps, dist, matching)
         total = total + value
         g1[r1] = d1 / denom
         g2[r2] = d2 / denom
@@ -164,29 +170,53 @@ def itra_c_loss(h1, y1, h2, y2, sigma, eps, normalize, num_classes, dist=sq_dist
     return total / denom, g1, g2, per_class
 
 
-def center_loss(h, y, centers, alpha):
-    """Center loss with its gradient and Wen et al.'s center update.
+def center_init(h, y, centers, initialized):
+    """Class-mean initialisation; returns ``(centers, initialized_after)``.
 
-    Returns ``(value, grad_h, centers_after)``.
+    Every class present in the batch whose center is not yet initialised gets the mean of its rows
+    of ``h`` (detached: a constant for the loss) and is marked initialised; every other class keeps
+    its center and flag.
+    """
+    centers = centers.copy()
+    after = initialized.copy()
+    for j in np.unique(y):
+        if not initialized[j]:
+            centers[j] = h[y == j].mean(axis=0)
+            after[j] = True
+    return centers, after
 
-    Value: ``L = (1/m) sum_i ||h_i - c_{y_i}||^2``. Gradient: only the i-th term holds ``h_i``,
-    so ``dL/dh_i = (2/m) (h_i - c_{y_i})`` (centers are state, not differentiated).
 
-    Update, with the *pre-update* centers ``c`` and ``n_j`` samples of class j in the batch::
+def center_value(h, y, centers, halve):
+    """``L = (1/(2m)) sum_i ||h_i - c_{y_i}||^2`` (``1/m`` without the half) and ``dL/dh``.
+
+    Only the i-th term holds ``h_i``, so ``dL/dh_i = (1/m) (h_i - c_{y_i})`` (``(2/m)`` without the
+    half); centers are state, not differentiated.
+    """
+    m = h.shape[0]
+    factor = 2 * m if halve else m
+    resid = h - centers[y]
+    return np.sum(resid * resid) / factor, (2 / factor) * resid
+
+
+def center_loss(h, y, centers, alpha, halve, initialized):
+    """Center loss: initialisation, value, gradient and Wen et al.'s center update.
+
+    Returns ``(value, grad_h, centers_after, initialized_after, centers_used)``; ``centers_used``
+    are the centers after the initialisation, those the value is computed with.
+
+    Update, with the *pre-update* (initialised) centers ``c`` and ``n_j`` samples of class j::
 
         c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - h_i) / (1 + n_j)
 
-    Classes absent from the batch keep their centers (``n_j = 0``, empty sum).
+    Classes absent from the batch keep their centers (``n_j = 0``, empty sum) and their flags.
     """
-    m = h.shape[0]
-    resid = h - centers[y]
-    value = np.sum(resid * resid) / m
-    grad = (2 / m) * resid
+    centers, initialized_after = center_init(h, y, centers, initialized)
+    value, grad = center_value(h, y, centers, halve)
     counts = np.bincount(y, minlength=centers.shape[0]).astype(h.dtype)
     delta_sum = np.zeros_like(centers)
     np.add.at(delta_sum, y, centers[y] - h)
     centers_after = centers - alpha * delta_sum / (1 + counts)[:, None]
-    return value, grad, centers_after
+    return value, grad, centers_after, initialized_after, centers
 
 
 def lsr_loss(logits, targets, smoothing, num_classes):
@@ -303,18 +333,22 @@ def evaluate(case: dict, dtype=np.float64, dist=sq_dists) -> dict:
 
     if loss in ("mmd", "itra", "itra_c"):
         h1, h2 = arr("h1"), arr("h2")
+        matching = p.get("matching", "mmd")
         sigma = resolve_sigma(p["bandwidth"], h1, h2, dist)
         if loss == "itra_c":
             y1, y2 = np.asarray(case["y1"]), np.asarray(case["y2"])
             value, g1, g2, _ = itra_c_loss(
-                h1, y1, h2, y2, sigma, p["eps"], p["normalize"], p["num_classes"], dist
+                h1, y1, h2, y2, sigma, p["eps"], p["normalize"], p["num_classes"], dist, matching
             )
         else:
-            value, g1, g2, _ = mmd_loss(h1, h2, sigma, p["eps"], dist)
+            value, g1, g2, _ = mmd_loss(h1, h2, sigma, p["eps"], dist, matching)
         return {"value": value, "sigma": sigma, "grad_h1": g1, "grad_h2": g2}
     if loss == "center":
-        value, g, after = center_loss(arr("h1"), np.asarray(case["y1"]), arr("centers"), p["alpha"])
-        return {"value": value, "grad_h1": g, "centers_after": after}
+        value, g, after, init_after, _ = center_loss(arr("h1"), np.asarray(case["y1"]),
+                                                     arr("centers"), p["alpha"], p["halve"],
+                                                     center_initialized(case))
+        return {"value": value, "grad_h1": g, "centers_after": after,
+                "initialized_after": [bool(v) for v in init_after]}
     if loss == "lsr":
         value, g = lsr_loss(arr("logits"), np.asarray(case["targets"]), p["smoothing"],
                             p["num_classes"])
@@ -328,6 +362,7 @@ def verify(case: dict, expected: dict) -> dict:
     errs = {}
     if loss in ("mmd", "itra", "itra_c"):
         h1, h2 = np.asarray(case["h1"]), np.asarray(case["h2"])
+        matching = p.get("matching", "mmd")
         sigma = float(expected["sigma"])
         if p["bandwidth"] == "median":
             assert_close(name, "median sigma", sigma,
@@ -337,39 +372,60 @@ def verify(case: dict, expected: dict) -> dict:
 
             def value_of(a, b):
                 return itra_c_loss(a, y1, b, y2, sigma, p["eps"], p["normalize"],
-                                   p["num_classes"])[0]
+                                   p["num_classes"], matching=matching)[0]
 
             _, _, _, per_class = itra_c_loss(h1, y1, h2, y2, sigma, p["eps"], p["normalize"],
                                              p["num_classes"])
             for k, mmd2 in per_class.items():
                 assert_close(name, f"class {k} MMD2", mmd2,
                              mmd2_naive(h1[y1 == k], h2[y2 == k], sigma), abs_=1e-13)
-            assert_eps_margin(name, per_class.values(), p["eps"])
+            if matching == "mmd":
+                assert_eps_margin(name, per_class.values(), p["eps"])
+            else:
+                # MMD2 matching: the value is the mean of the per-class MMD2 (Z = |P| or K).
+                z = len(per_class) if p["normalize"] == "present" else p["num_classes"]
+                naive = sum(per_class.values()) / z if per_class else 0.0
+                assert_close(name, "mean class MMD2", expected["value"], naive, abs_=1e-13)
         else:
 
             def value_of(a, b):
-                return mmd_loss(a, b, sigma, p["eps"])[0]
+                return mmd_loss(a, b, sigma, p["eps"], matching=matching)[0]
 
             mmd2 = mmd_loss(h1, h2, sigma, p["eps"])[3]
             assert_close(name, "MMD2", mmd2, mmd2_naive(h1, h2, sigma), abs_=1e-13)
-            assert_eps_margin(name, [mmd2], p["eps"])
+            if matching == "mmd":
+                assert_eps_margin(name, [mmd2], p["eps"])
+            else:
+                assert_close(name, "MMD2 value", expected["value"], mmd2_naive(h1, h2, sigma),
+                             abs_=1e-13)
         errs["grad_h1"] = assert_fd(name, "grad_h1", expected["grad_h1"],
                                     lambda a: value_of(a, h2), h1)
         errs["grad_h2"] = assert_fd(name, "grad_h2", expected["grad_h2"],
                                     lambda b: value_of(h1, b), h2)
     elif loss == "center":
         h, y, c = np.asarray(case["h1"]), np.asarray(case["y1"]), np.asarray(case["centers"])
+        init = center_initialized(case)
+        # The initialised centers come from detached features: constants for the gradient.
+        used = center_loss(h, y, c, p["alpha"], p["halve"], init)[4]
         errs["grad_h1"] = assert_fd(name, "grad_h1", expected["grad_h1"],
-                                    lambda a: center_loss(a, y, c, p["alpha"])[0], h)
-        # Center update, written out class by class.
-        after = c.copy()
+                                    lambda a: center_value(a, y, used, p["halve"])[0], h)
+        # Initialisation, value and update, written out class by class.
+        start, flags = c.copy(), [bool(v) for v in init]
+        for j in range(c.shape[0]):
+            rows = [i for i in range(len(y)) if y[i] == j]
+            if rows and not flags[j]:
+                start[j] = sum(h[i] for i in rows) / len(rows)
+                flags[j] = True
+        assert_close(name, "initialized_after", expected["initialized_after"], flags)
+        after = start.copy()
         for j in range(c.shape[0]):
             rows = [i for i in range(len(y)) if y[i] == j]
             if rows:
-                step = sum(c[j] - h[i] for i in rows) / (1 + len(rows))
-                after[j] = c[j] - p["alpha"] * step
+                step = sum(start[j] - h[i] for i in rows) / (1 + len(rows))
+                after[j] = start[j] - p["alpha"] * step
         assert_close(name, "centers_after", expected["centers_after"], after)
-        naive = sum(float(np.sum((h[i] - c[y[i]]) ** 2)) for i in range(len(y))) / len(y)
+        scale = 0.5 if p["halve"] else 1.0
+        naive = scale * sum(float(np.sum((h[i] - start[y[i]]) ** 2)) for i in range(len(y))) / len(y)
         assert_close(name, "center value", expected["value"], naive)
     elif loss == "lsr":
         z, t = np.asarray(case["logits"]), np.asarray(case["targets"])
@@ -416,13 +472,32 @@ def f32_check(case: dict, expected: dict) -> dict:
 # ----------------------------------------------------------------------------------------------
 
 
+def center_initialized(case: dict) -> np.ndarray:
+    """The fixture's ``initialized`` flags; absent means every class is (centers used as given)."""
+    k = len(case["centers"])
+    return np.asarray(case.get("initialized", [True] * k), dtype=bool)
+
+
+def center_case(name, seed, y1, d, num_classes, *, alpha=0.5, halve=True, initialized=None,
+                zero_centers=False, note=None):
+    rng = np.random.default_rng(seed)
+    h1 = rng.normal(size=(len(y1), d))
+    centers = np.zeros((num_classes, d)) if zero_centers else rng.normal(size=(num_classes, d))
+    case = {"name": name, "loss": "center",
+            "params": {"num_classes": num_classes, "alpha": alpha, "halve": halve},
+            "h1": f32(h1), "y1": list(y1), "centers": f32(centers)}
+    if initialized is not None:
+        case["initialized"] = list(initialized)
+    return finish(case, note=note)
+
+
 def f32(x) -> list:
     """Round to float32 and return float64 nested lists (what both sides read exactly)."""
     return np.asarray(x, dtype=np.float32).astype(np.float64).tolist()
 
 
 def mmd_case(name, loss, seed, m1, m2, d, *, bandwidth="median", eps=1e-8, shift=0.5, scale=1.0,
-             h1=None, h2=None, tolerance=None, note=None):
+             h1=None, h2=None, tolerance=None, note=None, matching=None):
     rng = np.random.default_rng(seed)
     if h1 is None:
         h1 = scale * rng.normal(size=(m1, d))
@@ -430,6 +505,8 @@ def mmd_case(name, loss, seed, m1, m2, d, *, bandwidth="median", eps=1e-8, shift
         h2 = scale * (rng.normal(size=(m2, d)) + shift)
     case = {"name": name, "loss": loss, "params": {"bandwidth": bandwidth, "eps": eps},
             "h1": f32(h1), "h2": f32(h2)}
+    if matching is not None:
+        case["params"]["matching"] = matching
     return finish(case, tolerance, note)
 
 
@@ -440,7 +517,7 @@ def labelled(rng, labels, d, class_means, noise=1.0):
 
 
 def itra_c_case(name, seed, y1, y2, d, num_classes, *, normalize="present", bandwidth="median",
-                eps=1e-8, shift=0.5, h1=None, h2=None, tolerance=None, note=None):
+                eps=1e-8, shift=0.5, h1=None, h2=None, tolerance=None, note=None, matching=None):
     rng = np.random.default_rng(seed)
     means = 2.0 * rng.normal(size=(num_classes, d))
     if h1 is None:
@@ -451,6 +528,8 @@ def itra_c_case(name, seed, y1, y2, d, num_classes, *, normalize="present", band
             "params": {"bandwidth": bandwidth, "eps": eps, "normalize": normalize,
                        "num_classes": num_classes},
             "h1": f32(h1), "y1": [int(v) for v in y1], "h2": f32(h2), "y2": [int(v) for v in y2]}
+    if matching is not None:
+        case["params"]["matching"] = matching
     return finish(case, tolerance, note)
 
 
@@ -531,24 +610,43 @@ def build_cases() -> list[dict]:
     cases.append(itra_c_case("itra_c_k10_realistic", 208, y1, y2, 16, 10, shift=0.25,
                              note="K = 10, d = 16, batches 40 and 36"))
 
+    # --- MMD2 matching (the ablation: no root, no floor) -----------------------------------
+    cases.append(mmd_case("itra_mmd2_basic", "itra", 501, 8, 8, 5, matching="mmd2"))
+    cases.append(mmd_case("mmd_mmd2_fixed_bandwidth", "mmd", 502, 6, 7, 3,
+                          bandwidth={"fixed": 2.0}, matching="mmd2"))
+    rng = np.random.default_rng(504)
+    base = rng.normal(size=(6, 4))
+    cases.append(mmd_case("itra_mmd2_below_eps", "itra", 504, 6, 6, 4, eps=1e-3, h1=base,
+                          h2=base + 0.05 * rng.normal(size=(6, 4)), matching="mmd2",
+                          tolerance={"rel": 1e-4, "abs": 1e-6},
+                          note="MMD2 < eps = 1e-3, where the MMD is floored: MMD2 keeps its value "
+                               "and its gradient"))
+    cases.append(itra_c_case("itra_c_mmd2_basic", 505, [0, 1, 2, 3, 0, 1, 2, 3],
+                             [3, 2, 1, 0, 0, 1, 2, 3], 4, 4, matching="mmd2"))
+    cases.append(itra_c_case("itra_c_mmd2_class_missing", 506, [0, 0, 1, 1, 2, 2, 3],
+                             [0, 1, 1, 2, 2, 0], 3, 4, matching="mmd2",
+                             note="class 3 only in batch 1: its rows get zero gradient"))
+    cases.append(itra_c_case("itra_c_mmd2_all_classes_norm", 507, [0, 1, 1, 2, 0, 2],
+                             [0, 2, 1, 1, 2], 3, 5, normalize="all_classes", matching="mmd2",
+                             note="3 of 5 classes present: divided by K = 5"))
+    cases.append(itra_c_case("itra_c_mmd2_no_common_class", 508, [0, 0, 1, 1], [2, 3, 3, 2], 3, 4,
+                             matching="mmd2", note="P empty: value 0, zero gradients"))
+
     # --- Center loss ---------------------------------------------------------------------------
-    rng = np.random.default_rng(301)
-    cases.append(finish({"name": "center_basic", "loss": "center",
-                         "params": {"num_classes": 3, "alpha": 0.5},
-                         "h1": f32(rng.normal(size=(7, 4))), "y1": [0, 1, 2, 0, 1, 2, 0],
-                         "centers": f32(rng.normal(size=(3, 4)))}))
-    rng = np.random.default_rng(302)
-    cases.append(finish({"name": "center_absent_classes", "loss": "center",
-                         "params": {"num_classes": 6, "alpha": 0.3},
-                         "h1": f32(rng.normal(size=(5, 3))), "y1": [0, 2, 2, 5, 0],
-                         "centers": f32(rng.normal(size=(6, 3)))},
-                        note="classes 1, 3, 4 absent: centers unchanged"))
-    rng = np.random.default_rng(303)
-    cases.append(finish({"name": "center_zero_init", "loss": "center",
-                         "params": {"num_classes": 4, "alpha": 0.5},
-                         "h1": f32(rng.normal(size=(6, 5))), "y1": [1, 1, 1, 3, 0, 3],
-                         "centers": np.zeros((4, 5)).tolist()},
-                        note="centers start at zero"))
+    # No ``initialized``: every class is, and the given centers are used as they are.
+    cases.append(center_case("center_basic", 301, [0, 1, 2, 0, 1, 2, 0], 4, 3))
+    cases.append(center_case("center_absent_classes", 302, [0, 2, 2, 5, 0], 3, 6, alpha=0.3,
+                             note="classes 1, 3, 4 absent: centers unchanged"))
+    cases.append(center_case("center_class_mean_init", 303, [1, 1, 1, 3, 0, 3], 5, 5,
+                             initialized=[False] * 5, zero_centers=True,
+                             note="nothing initialised: 0, 1, 3 take their batch means; 2, 4 absent "
+                                  "stay zero and uninitialised"))
+    cases.append(center_case("center_partial_init", 304, [0, 1, 1, 2, 3, 3, 3, 0], 3, 6,
+                             initialized=[True, False, True, False, False, True],
+                             note="1, 3 take their batch means, 0, 2 keep theirs; 4 (uninitialised) "
+                                  "and 5 absent"))
+    cases.append(center_case("center_no_half", 305, [0, 1, 2, 0, 1, 2, 0], 4, 3, halve=False,
+                             note="halve = false: the old (1/m) sum, for the ablation"))
 
     # --- Label smoothing -----------------------------------------------------------------------
     rng = np.random.default_rng(401)
@@ -575,10 +673,12 @@ def build_cases() -> list[dict]:
 # Output
 # ----------------------------------------------------------------------------------------------
 
-SCHEMA_ORDER = ["name", "loss", "params", "h1", "y1", "h2", "y2", "centers", "logits", "targets",
-                "expected", "tolerance"]
-PARAM_ORDER = ["bandwidth", "eps", "normalize", "num_classes", "alpha", "smoothing"]
-EXPECTED_ORDER = ["value", "sigma", "grad_h1", "grad_h2", "grad_logits", "centers_after"]
+SCHEMA_ORDER = ["name", "loss", "params", "h1", "y1", "h2", "y2", "centers", "initialized", "logits",
+                "targets", "expected", "tolerance"]
+PARAM_ORDER = ["bandwidth", "eps", "matching", "normalize", "num_classes", "alpha", "halve",
+               "smoothing"]
+EXPECTED_ORDER = ["value", "sigma", "grad_h1", "grad_h2", "grad_logits", "centers_after",
+                  "initialized_after"]
 
 
 def to_json_value(x):

@@ -13,7 +13,8 @@
 //! The gradient: with `c_i` the centred rows, `D_ij = ||c_i - c_j||^2`, `G_ij = dL/dD_ij`,
 //! which is `-scale * w_i w_j K_ij / (2 sigma MMD_g)` for two rows of group `g` whose
 //! `MMD^2_g >= eps` (zero otherwise), `dL/dc_i = 4 (sum_j G_ij c_i - (G C)_i)`. `sigma` is
-//! detached, as everywhere.
+//! detached, as everywhere. With [`Matching::Mmd2`] the groups contribute `MMD^2_g` itself, so
+//! `G_ij = scale * w_i w_j K_ij * (-1/sigma)`: the same without `1 / (2 MMD_g)` and with no floor.
 //!
 //! Only flex (with or without autodiff) and `f32`/`f64` features take this path; every other
 //! backend runs the tensor form.
@@ -21,10 +22,12 @@
 use burn::tensor::{DType, Tensor};
 
 use crate::kernel::Bandwidth;
+use crate::mmd::Matching;
 
 /// The per-row description of a weighted MMD: which group a pooled row belongs to and with what
 /// weight (`1/n1_g` for a row of `H1`, `-1/n2_g` for one of `H2`), and how the group MMDs are
-/// combined: `scale * sum_g sqrt(max(MMD^2_g, eps))`.
+/// combined: `scale * sum_g sqrt(max(MMD^2_g, eps))`, or `scale * sum_g MMD^2_g` for
+/// [`Matching::Mmd2`].
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct MmdPlan {
     /// The group of each pooled row (rows of `H1`, then of `H2`); [`NO_GROUP`] for a row that
@@ -38,6 +41,8 @@ pub(crate) struct MmdPlan {
     pub eps: f64,
     /// `Some(sigma)` for a fixed bandwidth, `None` for the median.
     pub fixed_sigma: Option<f64>,
+    /// Whether a group contributes its MMD or its `MMD^2`.
+    pub matching: Matching,
 }
 
 /// The group of a row that belongs to none (a class absent from the other batch).
@@ -49,7 +54,31 @@ impl MmdPlan {
             Bandwidth::Fixed(sigma) => Some(sigma),
             Bandwidth::Median => None,
         };
-        MmdPlan { group, weight, groups, scale, eps, fixed_sigma }
+        MmdPlan { group, weight, groups, scale, eps, fixed_sigma, matching: Matching::Mmd }
+    }
+
+    /// The same plan with each group contributing as `matching` says.
+    pub fn with_matching(mut self, matching: Matching) -> Self {
+        self.matching = matching;
+        self
+    }
+
+    /// A group's contribution to the value, before `scale`.
+    fn term(&self, mmd_squared: f64) -> f64 {
+        match self.matching {
+            Matching::Mmd => mmd_squared.max(self.eps).sqrt(),
+            Matching::Mmd2 => mmd_squared,
+        }
+    }
+
+    /// `dL/dMMD^2_g` of a group: `scale / (2 MMD_g)` above the floor and 0 below it for
+    /// [`Matching::Mmd`], `scale` for [`Matching::Mmd2`].
+    fn slope(&self, mmd_squared: f64) -> f64 {
+        match self.matching {
+            Matching::Mmd if mmd_squared >= self.eps => self.scale * 0.5 / mmd_squared.sqrt(),
+            Matching::Mmd => 0.0,
+            Matching::Mmd2 => self.scale,
+        }
     }
 
     /// The dense `[rows, groups]` weight matrix `W` of the tensor form (at least one column).
@@ -78,8 +107,8 @@ pub(crate) struct Facts {
     pub first_non_finite: Option<(usize, f64)>,
 }
 
-/// `scale * sum_g sqrt(max(MMD^2_g, eps))` of the pooled rows of `h1` and `h2`, as one fused
-/// operation. The caller checks [`applies`] first.
+/// `scale * sum_g sqrt(max(MMD^2_g, eps))` (or `scale * sum_g MMD^2_g`) of the pooled rows of
+/// `h1` and `h2`, as one fused operation. The caller checks [`applies`] first.
 #[cfg(feature = "flex")]
 pub(crate) fn weighted_mmd(h1: Tensor<2>, h2: Tensor<2>, plan: MmdPlan) -> (Tensor<1>, Facts) {
     let (value, facts) = dispatch::weighted_mmd(h1, h2, plan);
@@ -188,15 +217,14 @@ pub(crate) mod host {
             }
             mmd_squared[gi as usize] += wi * acc;
         }
-        let value = plan.scale * mmd_squared.iter().map(|&v| v.max(plan.eps).sqrt()).sum::<f64>();
+        let value = plan.scale * mmd_squared.iter().map(|&v| plan.term(v)).sum::<f64>();
         if grad_rows == 0 {
             return Forward { value, sigma, grad: None };
         }
 
-        // dL/dMMD^2_g = scale / (2 MMD_g) where the floor is not active, else 0; then
-        // `G_ij = dL/dD_ij` for the rows that need a gradient.
-        let slope: Vec<f64> =
-            mmd_squared.iter().map(|&v| if v >= plan.eps { plan.scale * 0.5 / v.sqrt() } else { 0.0 }).collect();
+        // dL/dMMD^2_g (see `MmdPlan::slope`); then `G_ij = dL/dD_ij` for the rows that need a
+        // gradient.
+        let slope: Vec<f64> = mmd_squared.iter().map(|&v| plan.slope(v)).collect();
         buffer.truncate(grad_rows * m);
         let mut row_sums = vec![0.0; grad_rows];
         for (i, row) in buffer.chunks_exact_mut(m).enumerate() {
@@ -399,7 +427,7 @@ mod dispatch {
 mod tests {
     use burn::tensor::{Device, FloatDType, Tensor, TensorData};
 
-    use crate::{Bandwidth, MmdLossConfig, Normalize};
+    use crate::{Bandwidth, Matching, MmdLossConfig, Normalize};
 
     /// Deterministic pseudo-random features in `[-scale, scale)` (a 64-bit LCG).
     fn features(rows: usize, width: usize, seed: u64, scale: f32, device: &Device) -> Tensor<2> {
@@ -486,6 +514,79 @@ mod tests {
                 let case = Case { m1, m2, width, scale, labels: None, config: MmdLossConfig::new(), h2_tracked };
                 compare(&case, seed as u64, FloatDType::F32);
             }
+        }
+    }
+
+    #[test]
+    fn mmd2_matches_the_tensor_form() {
+        let mmd2 = || MmdLossConfig::new().with_matching(Matching::Mmd2);
+        for (seed, (m1, m2, width, scale)) in
+            [(5, 7, 3, 1.0), (16, 16, 32, 3.0), (1, 1, 4, 1.0)].into_iter().enumerate()
+        {
+            for h2_tracked in [true, false] {
+                let case = Case { m1, m2, width, scale, labels: None, config: mmd2(), h2_tracked };
+                compare(&case, seed as u64, FloatDType::F32);
+                compare(&case, seed as u64, FloatDType::F64);
+            }
+        }
+        // ITRA-c with absent classes, both normalisations, and no class in common.
+        let y1 = [labels(20, 4, 1), vec![4, 4]].concat();
+        let y2 = [labels(18, 4, 2), vec![5]].concat();
+        for normalize in [Normalize::Present, Normalize::AllClasses] {
+            let case = Case {
+                m1: y1.len(),
+                m2: y2.len(),
+                width: 12,
+                scale: 2.0,
+                labels: Some((y1.clone(), y2.clone(), 6)),
+                config: mmd2().with_normalize(normalize),
+                h2_tracked: true,
+            };
+            compare(&case, 21, FloatDType::F32);
+            compare(&case, 22, FloatDType::F64);
+        }
+        let disjoint = Case {
+            m1: 9,
+            m2: 6,
+            width: 5,
+            scale: 1.0,
+            labels: Some((vec![0; 9], vec![1; 6], 2)),
+            config: mmd2().with_bandwidth(Bandwidth::Fixed(0.7)),
+            h2_tracked: true,
+        };
+        compare(&disjoint, 4, FloatDType::F32);
+    }
+
+    #[test]
+    fn mmd2_is_the_square_of_mmd_and_has_no_floor() {
+        // Above the floor, MMD^2 = MMD squared, in both forms, and its gradient is
+        // 2 MMD times MMD's.
+        let device = Device::flex().autodiff();
+        for fused in [true, false] {
+            let run = |matching| {
+                let h1 = features(7, 5, 1, 1.0, &device).cast(FloatDType::F64).require_grad();
+                let h2 = features(6, 5, 2, 1.0, &device).cast(FloatDType::F64).require_grad();
+                let loss = MmdLossConfig::new().with_matching(matching).with_fused(fused).init();
+                let out = loss.forward(h1.clone(), h2);
+                let value: f64 = out.value.clone().into_scalar();
+                (value, host(h1.grad(&out.value.backward()).expect("h1 is tracked")))
+            };
+            let (mmd, grad_mmd) = run(Matching::Mmd);
+            let (mmd2, grad_mmd2) = run(Matching::Mmd2);
+            assert!((mmd2 - mmd * mmd).abs() < 1e-12, "fused={fused}: {mmd2} vs {mmd}^2");
+            let want: Vec<f64> = grad_mmd.iter().map(|g| 2.0 * mmd * g).collect();
+            assert_close("grad of mmd2", &grad_mmd2, &want, 1e-10);
+
+            // Identical batches: MMD sits on its floor sqrt(eps); MMD^2 is 0 (to rounding),
+            // and its gradient 0 as well, without any floor to stop it.
+            let rows = features(4, 3, 9, 1.0, &device).cast(FloatDType::F64);
+            let h1 = rows.clone().require_grad();
+            let loss = MmdLossConfig::new().with_matching(Matching::Mmd2).with_fused(fused).init();
+            let out = loss.forward(h1.clone(), rows.require_grad());
+            let value: f64 = out.value.clone().into_scalar();
+            assert!(value.abs() < 1e-12, "identical batches, fused={fused}: {value}");
+            let g1 = host(h1.grad(&out.value.backward()).expect("h1 is tracked"));
+            assert!(g1.iter().all(|g| g.abs() < 1e-12), "fused={fused}: {g1:?}");
         }
     }
 

@@ -17,11 +17,11 @@ mod lsr;
 mod mmd;
 mod objective;
 
-pub use center::{CenterLoss, CenterLossConfig};
+pub use center::{CenterInit, CenterLoss, CenterLossConfig};
 pub use error::{LossError, NonFiniteKind};
 pub use kernel::{Bandwidth, median_of_pairwise};
 pub use lsr::{LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyConfig};
-pub use mmd::{MatchOutput, MmdLoss, MmdLossConfig, Normalize};
+pub use mmd::{MatchOutput, Matching, MmdLoss, MmdLossConfig, Normalize};
 pub use objective::{
     DistanceStats, ItraObjective, ItraObjectiveConfig, LossParts, Method, SecondBatch, SecondBatchMode, SecondForward,
 };

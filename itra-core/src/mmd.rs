@@ -21,15 +21,65 @@ pub enum Normalize {
     AllClasses,
 }
 
+/// What the matching term is made of: the MMD itself (the paper's ITRA) or its square.
+///
+/// `Mmd` differentiates `sqrt(max(MMD^2, eps))`, whose gradient grows as `1 / (2 MMD)` when the
+/// batches already match; `Mmd2` is the biased `MMD^2` itself (for ITRA-c the mean of the
+/// per-class `MMD^2`), with no root, no floor and a gradient that vanishes as the batches match.
+/// `Mmd2` is a deviation from the paper, kept for ablations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Matching {
+    /// `MMD = sqrt(max(MMD^2, eps))` (the paper's, and the default).
+    #[default]
+    Mmd,
+    /// `MMD^2`, unrooted and unfloored.
+    Mmd2,
+}
+
+impl Matching {
+    /// Both forms.
+    pub const ALL: [Matching; 2] = [Matching::Mmd, Matching::Mmd2];
+
+    /// The name on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Matching::Mmd => "mmd",
+            Matching::Mmd2 => "mmd2",
+        }
+    }
+}
+
+impl std::fmt::Display for Matching {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Matching {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Matching::ALL
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| format!("unknown matching term `{s}`; expected mmd or mmd2"))
+    }
+}
+
 /// Configuration of [`MmdLoss`].
 #[derive(Config, Debug)]
 pub struct MmdLossConfig {
     /// How the kernel bandwidth `sigma` is chosen.
     #[config(default = "Bandwidth::Median")]
     pub bandwidth: Bandwidth,
-    /// Floor under `MMD^2` before the square root. Must be finite and positive.
+    /// Floor under `MMD^2` before the square root. Must be finite and positive (validated even
+    /// for [`Matching::Mmd2`], which does not use it).
     #[config(default = 1e-8)]
     pub eps: f64,
+    /// Whether each group contributes its MMD or its `MMD^2`.
+    #[config(default = "Matching::Mmd")]
+    pub matching: Matching,
     /// Divisor of the class-conditional sum.
     #[config(default = "Normalize::Present")]
     pub normalize: Normalize,
@@ -64,6 +114,7 @@ impl MmdLossConfig {
         Ok(MmdLoss {
             bandwidth: self.bandwidth,
             eps: self.eps,
+            matching: self.matching,
             normalize: self.normalize,
             check_finite: self.check_finite,
             fused: self.fused,
@@ -76,6 +127,8 @@ impl MmdLossConfig {
 /// `MMD^2(X, Y) = mean_ij k(x_i, x_j) + mean_ij k(y_i, y_j) - 2 mean_ij k(x_i, y_j)` with
 /// `k(a, b) = exp(-||a - b||^2 / sigma)`, and `MMD = sqrt(max(MMD^2, eps))`, whose gradient is
 /// zero (never NaN) below the floor. Gradients flow into both batches; none flows through `sigma`.
+/// With [`Matching::Mmd2`] the value is `MMD^2` itself (ITRA-c: the mean of the per-class
+/// `MMD^2`), without root or floor.
 ///
 /// All pairwise work is one `[m, m]` Gram matrix of the pooled batch (`m = m1 + m2`) computed in
 /// `f64`, whatever the features' dtype, so that identical batches land exactly on the floor; the
@@ -89,6 +142,8 @@ pub struct MmdLoss {
     #[module(skip)]
     bandwidth: Bandwidth,
     eps: f64,
+    #[module(skip)]
+    matching: Matching,
     #[module(skip)]
     normalize: Normalize,
     check_finite: bool,
@@ -223,8 +278,9 @@ impl MmdLoss {
         Ok(output)
     }
 
-    /// `scale * sum_g sqrt(max((W^T K W)_gg, eps))` over the `groups` groups: row `r` of the
-    /// pooled batch has weight `weight[r]` in group `group[r]` (none for [`NO_GROUP`]).
+    /// `scale * sum_g sqrt(max((W^T K W)_gg, eps))` (with [`Matching::Mmd2`]:
+    /// `scale * sum_g (W^T K W)_gg`) over the `groups` groups: row `r` of the pooled batch has
+    /// weight `weight[r]` in group `group[r]` (none for [`NO_GROUP`]).
     fn weighted(
         &self,
         h1: Tensor<2>,
@@ -234,7 +290,7 @@ impl MmdLoss {
         groups: usize,
         scale: f64,
     ) -> Result<MatchOutput, LossError> {
-        let plan = MmdPlan::new(group, weight, groups, scale, self.eps, self.bandwidth);
+        let plan = MmdPlan::new(group, weight, groups, scale, self.eps, self.bandwidth).with_matching(self.matching);
         if self.fused && fused::applies(&h1) {
             let (value, facts) = fused::weighted_mmd(h1, h2, plan);
             if let (true, Some((input, bad))) = (self.check_finite, facts.first_non_finite) {
@@ -263,8 +319,11 @@ impl MmdLoss {
         let weights =
             Tensor::<2>::from_data(TensorData::new(plan.dense_weights(), [rows, columns]), (&device, DType::F64));
         let mmd_squared = (kernel.matmul(weights.clone()) * weights).sum_dim(0); // [1, groups]
-        let mmd = mmd_squared.clamp_min(self.eps).sqrt();
-        let value = (mmd.sum() * scale).cast(out_dtype);
+        let term = match self.matching {
+            Matching::Mmd => mmd_squared.clamp_min(self.eps).sqrt(),
+            Matching::Mmd2 => mmd_squared,
+        };
+        let value = (term.sum() * scale).cast(out_dtype);
         Ok(MatchOutput { value, sigma, classes_matched: 1 })
     }
 }
@@ -418,6 +477,68 @@ mod tests {
             let numeric = (value_at(step) - value_at(-step)) / (2.0 * f64::from(step));
             assert!((numeric - analytic).abs() < 2e-3, "entry {index}: {numeric} vs {analytic}");
         }
+    }
+
+    #[test]
+    fn mmd2_value_matches_a_hand_computed_case() {
+        // x = {0}, y = {1} in 1-D, sigma fixed at 1: MMD^2 = 2 - 2 exp(-1), no root.
+        let device = device();
+        let loss = MmdLossConfig::new().with_bandwidth(Bandwidth::Fixed(1.0)).with_matching(Matching::Mmd2).init();
+        let out = loss.forward(matrix(&[vec![0.0]], &device), matrix(&[vec![1.0]], &device));
+        assert!((scalar(out.value) - (2.0 - 2.0 * (-1.0f64).exp())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn mmd2_gradient_matches_finite_differences() {
+        // numpy: sum_k mean_k of (Kxx.mean() + Kyy.mean() - 2 Kxy.mean()), central difference
+        // in x, sigma fixed; both forms, ITRA and ITRA-c.
+        let device = device();
+        let h1 = vec![vec![0.3f32, -1.2], vec![1.1, 0.4], vec![-0.7, 0.9], vec![0.2, 0.2]];
+        let h2 = vec![vec![0.5f32, 0.1], vec![-1.0, -0.3], vec![0.8, -0.6]];
+        let (y1, y2) = ([0i64, 1, 0, 1], [1i64, 0, 0]);
+        for fused in [true, false] {
+            for conditional in [false, true] {
+                let loss = MmdLossConfig::new()
+                    .with_bandwidth(Bandwidth::Fixed(1.7))
+                    .with_matching(Matching::Mmd2)
+                    .with_fused(fused)
+                    .init();
+                let value = |x: Tensor<2>| {
+                    let y = matrix(&h2, &device);
+                    if conditional {
+                        loss.forward_class_conditional(x, labels(&y1, &device), y, labels(&y2, &device), 2).value
+                    } else {
+                        loss.forward(x, y).value
+                    }
+                };
+                let x = matrix(&h1, &device);
+                let grad: Vec<f64> = x.grad(&value(x.clone()).backward()).unwrap().into_data().iter::<f64>().collect();
+                let step = 1e-3f32;
+                for (index, &analytic) in grad.iter().enumerate() {
+                    let value_at = |delta: f32| {
+                        let mut shifted = h1.clone();
+                        shifted[index / 2][index % 2] += delta;
+                        scalar(value(matrix(&shifted, &device)))
+                    };
+                    let numeric = (value_at(step) - value_at(-step)) / (2.0 * f64::from(step));
+                    assert!(
+                        (numeric - analytic).abs() < 2e-3,
+                        "fused={fused} conditional={conditional} entry {index}: {numeric} vs {analytic}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matching_names_round_trip() {
+        for matching in Matching::ALL {
+            assert_eq!(matching.to_string().parse::<Matching>(), Ok(matching));
+            let json = serde_json::to_string(&matching).unwrap();
+            assert_eq!(json, format!("\"{matching}\""));
+        }
+        assert_eq!(Matching::default(), Matching::Mmd);
+        assert!("mmd3".parse::<Matching>().is_err());
     }
 
     #[test]

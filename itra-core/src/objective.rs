@@ -8,7 +8,7 @@ use burn::config::Config;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::center::{CenterLoss, CenterLossConfig};
+use crate::center::{CenterInit, CenterLoss, CenterLossConfig};
 use crate::error::LossError;
 use crate::lsr::{LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyConfig};
 use crate::mmd::{MmdLoss, MmdLossConfig};
@@ -132,6 +132,12 @@ pub struct ItraObjectiveConfig {
     /// Center loss's centre learning rate.
     #[config(default = 0.5)]
     pub center_alpha: f64,
+    /// How Center loss's centres start ([`CenterInit`]); class means by default.
+    #[config(default = "CenterInit::ClassMean")]
+    pub center_init: CenterInit,
+    /// Whether Center loss carries Wen et al.'s factor 1/2 (see [`CenterLossConfig::halve`]).
+    #[config(default = true)]
+    pub center_halve: bool,
 }
 
 impl ItraObjectiveConfig {
@@ -147,6 +153,8 @@ impl ItraObjectiveConfig {
             Method::Center => Some(
                 CenterLossConfig::new(self.num_classes, self.feat_dim)
                     .with_alpha(self.center_alpha)
+                    .with_init(self.center_init)
+                    .with_halve(self.center_halve)
                     .try_init(device)?,
             ),
             _ => None,
@@ -223,6 +231,14 @@ impl ItraObjective {
         self.method
     }
 
+    /// Sets the weight of the regulariser from the next step on (a warm-up changes it per
+    /// step). Must be finite and `>= 0`, as in [`ItraObjectiveConfig::init`]; LSR's smoothing is
+    /// fixed at initialisation and does not follow it.
+    pub fn set_lambda(&mut self, lambda: f64) {
+        assert!(lambda.is_finite() && lambda >= 0.0, "lambda must be finite and >= 0, got {lambda}");
+        self.lambda = lambda;
+    }
+
     /// What the loop must do with `S2` this step.
     pub fn second_forward(&self) -> SecondForward {
         if !self.method.uses_second_batch() {
@@ -258,6 +274,8 @@ impl ItraObjective {
             Method::Baseline | Method::Lsr => {}
             Method::Center => {
                 let center = self.center.as_mut().expect("center state exists for Method::Center");
+                // A class seen for the first time takes its batch mean before the loss (CONVENTIONS.md).
+                center.init_classes(h1.clone().detach(), y1)?;
                 let term = center.try_forward_host(h1.clone(), y1)?;
                 center.update_centers(h1, y1)?;
                 parts.total = parts.total + term.clone() * self.lambda;
@@ -343,5 +361,29 @@ impl DistanceStats {
         let all_pairs = distances.iter().sum::<f64>() / distances.len() as f64;
         let same_class = (same_count > 0).then(|| same_sum / same_count as f64);
         Ok(DistanceStats { same_class, all_pairs })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use burn::tensor::TensorData;
+
+    use super::*;
+
+    #[test]
+    fn center_step_initialises_new_classes_before_the_loss() {
+        // h1 = {(1, 2), (3, 6)}, both class 0: init sets c_0 = (2, 4) before the loss, so the term is
+        // the within-class scatter (||(-1, -2)||^2 + ||(1, 2)||^2) / (2 * 2) = 2.5, not
+        // (5 + 45) / 4 from zero. Wen's update then moves c_0 by sum (c_0 - h_i) / 3 = 0.
+        let device = Device::flex();
+        let mut objective = ItraObjectiveConfig::new(Method::Center, 2, 2).with_lambda(1.0).init(&device).unwrap();
+        let h1 = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [2, 2]), &device);
+        let parts = objective.step_loss(h1, Tensor::zeros([2, 2], &device), &[0, 0], None).unwrap();
+        let term: f64 = parts.regularizer.unwrap().into_scalar();
+        assert!((term - 2.5).abs() < 1e-6, "{term}");
+        let center = objective.center.as_ref().unwrap();
+        assert_eq!(center.initialized(), vec![true, false]);
+        let centers: Vec<f32> = center.centers().into_data().iter::<f32>().collect();
+        assert_eq!(centers, vec![2.0, 4.0, 0.0, 0.0]);
     }
 }

@@ -7,7 +7,9 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use itra_core::{Bandwidth, CenterLossConfig, LabelSmoothingCrossEntropyConfig, MmdLossConfig, Normalize};
+use itra_core::{
+    Bandwidth, CenterInit, CenterLossConfig, LabelSmoothingCrossEntropyConfig, Matching, MmdLossConfig, Normalize,
+};
 use serde_json::Value;
 
 struct Check<'a> {
@@ -26,7 +28,9 @@ impl Check<'_> {
             return;
         }
         for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
-            if !((g - w).abs() <= self.abs + self.rel * w.abs()) {
+            // A NaN compares false, so it fails.
+            let within = (g - w).abs() <= self.abs + self.rel * w.abs();
+            if !within {
                 self.failures.push(format!("{} {}: {what}[{i}] = {g:e}, expected {w:e}", self.fixture, self.form));
                 return;
             }
@@ -50,6 +54,15 @@ fn flat_f64(value: &Value) -> Vec<f64> {
         Value::Number(n) => vec![n.as_f64().unwrap()],
         other => panic!("expected numbers, got {other}"),
     }
+}
+
+fn bools(value: &Value) -> Vec<bool> {
+    value
+        .as_array()
+        .expect("a flag list is an array")
+        .iter()
+        .map(|flag| flag.as_bool().expect("flags are booleans"))
+        .collect()
 }
 
 fn labels(value: &Value, key: &str) -> Vec<usize> {
@@ -85,10 +98,13 @@ fn mmd_config(params: &Value) -> MmdLossConfig {
         Some("all_classes") => Normalize::AllClasses,
         _ => Normalize::Present,
     };
+    // `params.matching` is "mmd" (the default, absent in older fixtures) or "mmd2".
+    let matching = params["matching"].as_str().map_or(Matching::Mmd, |m| m.parse().expect("a known matching term"));
     MmdLossConfig::new()
         .with_bandwidth(bandwidth)
         .with_eps(params["eps"].as_f64().unwrap_or(1e-8))
         .with_normalize(normalize)
+        .with_matching(matching)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -143,13 +159,18 @@ fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
             let h1 = tensor(fixture, "h1", &device);
             let y1 = labels(fixture, "y1");
             let (centers, [num_classes, feat_dim]) = matrix(fixture, "centers");
+            // Absent `initialized`: every class is, and the given centres are used as they are.
+            let initialized = fixture.get("initialized").map_or_else(|| vec![true; num_classes], bools);
+            let init = if initialized.iter().all(|&flag| flag) { CenterInit::Zero } else { CenterInit::ClassMean };
             let mut center = CenterLossConfig::new(num_classes, feat_dim)
                 .with_alpha(params["alpha"].as_f64().unwrap_or(0.5))
+                .with_halve(params["halve"].as_bool().unwrap_or(true))
+                .with_init(init)
                 .init(&device);
-            center.centers = burn::module::RunningState::new(Tensor::from_data(
-                TensorData::new(centers, [num_classes, feat_dim]),
-                &device,
-            ));
+            center
+                .restore(Tensor::from_data(TensorData::new(centers, [num_classes, feat_dim]), &device), initialized)
+                .expect("fixture centres fit the loss");
+            center.init_classes(h1.clone(), &y1).expect("valid class initialisation");
             let value = center.forward(h1.clone(), label_tensor(&y1, &device));
             check.close("value", &[value.clone().into_scalar()], &[expected["value"].as_f64().unwrap()]);
             let grads = value.backward();
@@ -160,6 +181,14 @@ fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
             );
             center.update_centers(h1, &y1).expect("valid centre update");
             check.close("centers_after", &host(center.centers()), &flat_f64(&expected["centers_after"]));
+            let want = expected.get("initialized_after").map_or_else(|| vec![true; num_classes], bools);
+            if center.initialized() != want {
+                check.failures.push(format!(
+                    "{}: initialized_after = {:?}, expected {want:?}",
+                    check.fixture,
+                    center.initialized()
+                ));
+            }
         }
         "lsr" => {
             let logits = tensor(fixture, "logits", &device);

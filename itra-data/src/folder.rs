@@ -115,7 +115,12 @@ fn decode_reader(
 /// Decodes every image of `dir/<class>/` into memory. Without `size`, all images must share
 /// the first one's size.
 pub fn load_dir(dir: &Path, size: Option<[usize; 2]>, classes: Option<&[String]>) -> Result<ImageDataset, DataError> {
-    let index = index(dir, classes)?;
+    decode_index(index(dir, classes)?, size)
+}
+
+/// Decodes every image of `index` into memory, resized to `size` if given; without, all
+/// images must share the first one's size.
+pub fn decode_index(index: FolderIndex, size: Option<[usize; 2]>) -> Result<ImageDataset, DataError> {
     let mut images = Vec::new();
     let mut shape = size.map(|[h, w]| [3, h, w]);
     for path in &index.paths {
@@ -145,12 +150,17 @@ pub fn load_dir(dir: &Path, size: Option<[usize; 2]>, classes: Option<&[String]>
 /// `root/val/<class>/` (or `root/test/<class>/`); the test split uses the training classes.
 /// A root without split folders is a training split only.
 pub fn load_split(root: &Path, split: Split, size: Option<[usize; 2]>) -> Result<ImageDataset, DataError> {
+    decode_index(index_split(root, split)?, size)
+}
+
+/// [`load_split`]'s layout, indexed without decoding anything: the paths and labels of `split`.
+pub fn index_split(root: &Path, split: Split) -> Result<FolderIndex, DataError> {
     let train = root.join("train");
     let test = ["val", "test"].map(|name| root.join(name)).into_iter().find(|p| p.is_dir());
     let has_splits = train.is_dir() || test.is_some();
     match split {
-        Split::Train if has_splits => load_dir(&train, size, None),
-        Split::Train => load_dir(root, size, None),
+        Split::Train if has_splits => index(&train, None),
+        Split::Train => index(root, None),
         Split::Test => {
             let Some(test) = test else {
                 return Err(DataError::Missing {
@@ -162,7 +172,7 @@ pub fn load_split(root: &Path, split: Split, size: Option<[usize; 2]>) -> Result
                 });
             };
             let classes = if train.is_dir() { Some(index(&train, None)?.class_names) } else { None };
-            load_dir(&test, size, classes.as_deref())
+            index(&test, classes.as_deref())
         }
     }
 }

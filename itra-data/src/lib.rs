@@ -42,6 +42,7 @@ pub use registry::{DatasetSpec, Format, spec};
 
 pub use augment::Augmentation;
 pub use loader::{Batch, BatchRequest, ImageSource, Loader, LoaderOptions, Pipeline, folder_source};
+pub use sampler::stratified_draw;
 pub use normalize::{Normalization, STATS_FILE};
 pub use sampler::{PairedSampler, Stream};
 
@@ -84,6 +85,34 @@ pub fn load_image_dataset(id: &str, data_dir: &Path, split: Split) -> Result<Ima
         }
         Format::ZhangCsv { .. } => {
             unreachable!("text datasets are registered with a text modality")
+        }
+    }
+}
+
+/// Split `split` of image dataset `id` as a [`ImageSource`] for a [`Pipeline`]: image folders
+/// (`imagenet`, `folder:<path>`) are **indexed, not decoded**, so that each image is decoded
+/// when its batch is made and memory is bounded by the batch and the prefetch depth, not by the
+/// dataset; every other dataset is loaded into memory by [`load_image_dataset`]. Never
+/// downloads.
+///
+/// A `folder:<root>` has `root/train/<class>/` and `root/val/<class>/` (or `root/test/`), the
+/// test split labelled with the training split's classes; a root without split folders is a
+/// training split only.
+pub fn image_source(id: &str, data_dir: &Path, split: Split) -> Result<ImageSource, DataError> {
+    if let Some(root) = id.strip_prefix("folder:") {
+        return folder::index_split(Path::new(root), split).map(Into::into);
+    }
+    let spec = registry::spec(id)?;
+    if spec.format != Format::ImageFolder {
+        return load_image_dataset(id, data_dir, split).map(Into::into);
+    }
+    let dir = locate(spec, data_dir, split)?;
+    let train = folder::index(&dir.join(folder::split_dir_name(Split::Train)), None);
+    match split {
+        Split::Train => train.map(Into::into),
+        Split::Test => {
+            let classes = train.ok().map(|index| index.class_names);
+            folder::index(&dir.join(folder::split_dir_name(split)), classes.as_deref()).map(Into::into)
         }
     }
 }

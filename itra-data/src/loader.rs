@@ -49,6 +49,43 @@ impl ImageSource {
         }
     }
 
+    /// Every example's 0-based class, in order.
+    pub fn labels(&self) -> Vec<usize> {
+        match self {
+            ImageSource::Memory(data) => data.labels.iter().map(|&l| l as usize).collect(),
+            ImageSource::Folder(folder) => folder.labels.iter().map(|&l| l as usize).collect(),
+        }
+    }
+
+    /// The class names; their count is the number of classes.
+    pub fn class_names(&self) -> &[String] {
+        match self {
+            ImageSource::Memory(data) => &data.class_names,
+            ImageSource::Folder(folder) => &folder.class_names,
+        }
+    }
+
+    /// The examples at `indices`, in that order. An image folder stays an index of paths:
+    /// nothing is decoded.
+    ///
+    /// # Panics
+    /// If any index is `>= len()`.
+    pub fn subset(&self, indices: &[usize]) -> ImageSource {
+        match self {
+            ImageSource::Memory(data) => ImageSource::Memory(Arc::new(data.subset(indices))),
+            ImageSource::Folder(folder) => ImageSource::Folder(Arc::new(FolderIndex {
+                paths: indices.iter().map(|&i| folder.paths[i].clone()).collect(),
+                labels: indices.iter().map(|&i| folder.labels[i]).collect(),
+                class_names: folder.class_names.clone(),
+            })),
+        }
+    }
+
+    /// The CHW bytes and shape of example `index` as stored, decoded if need be.
+    pub fn raw_image(&self, index: usize) -> Result<(Vec<u8>, [usize; 3]), DataError> {
+        self.image(index).map(|(bytes, shape)| (bytes.into_owned(), shape))
+    }
+
     /// The CHW bytes and shape of example `index`, decoded if need be.
     fn image(&self, index: usize) -> Result<(std::borrow::Cow<'_, [u8]>, [usize; 3]), DataError> {
         match self {

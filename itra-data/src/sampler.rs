@@ -49,6 +49,43 @@ pub fn example_rng(seed: u64, stream: Stream, epoch: u64, index: usize) -> ChaCh
     rng
 }
 
+/// A draw of `n` of the examples whose classes are `labels`, stratified by class: each class
+/// contributes `n * count_k / total` examples, rounded by largest remainder (ties to the
+/// smaller class index), each class's examples chosen uniformly by `rng`. The result is in
+/// ascending index order. `n >= labels.len()` returns every index.
+///
+/// ```python
+/// quota = n * counts / total; take = floor(quota)
+/// take[argsort(-(quota - take), kind="stable")[: n - take.sum()]] += 1
+/// ```
+pub fn stratified_draw(labels: &[usize], n: usize, rng: &mut impl rand::Rng) -> Vec<usize> {
+    if n >= labels.len() {
+        return (0..labels.len()).collect();
+    }
+    let classes = labels.iter().max().map_or(0, |&m| m + 1);
+    let mut members: Vec<Vec<usize>> = vec![Vec::new(); classes];
+    for (index, &label) in labels.iter().enumerate() {
+        members[label].push(index);
+    }
+    let total = labels.len();
+    let mut take: Vec<usize> = members.iter().map(|m| m.len() * n / total).collect();
+    let mut remainders: Vec<(usize, usize)> =
+        members.iter().enumerate().map(|(k, m)| ((m.len() * n) % total, k)).collect();
+    // Largest remainder first; equal remainders go to the smaller class index.
+    remainders.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let short = n - take.iter().sum::<usize>();
+    for &(_, k) in remainders.iter().take(short) {
+        take[k] += 1;
+    }
+    let mut chosen = Vec::with_capacity(n);
+    for (mut class_members, count) in members.into_iter().zip(take) {
+        class_members.shuffle(rng);
+        chosen.extend_from_slice(&class_members[..count]);
+    }
+    chosen.sort_unstable();
+    chosen
+}
+
 /// The seed Burn's own generator gets for initialisation.
 pub fn init_seed(seed: u64) -> u64 {
     use rand::RngCore;
@@ -209,5 +246,34 @@ mod tests {
         ] {
             assert_ne!(base, other);
         }
+    }
+
+    #[test]
+    fn stratified_draw_keeps_every_class_share_on_a_class_sorted_set() {
+        // 10 classes of 100, sorted by class (as an image folder lists them): a draw of 500 by
+        // position would be classes 0-4 only; stratified it is 50 of each.
+        let labels: Vec<usize> = (0..1000).map(|i| i / 100).collect();
+        let drawn = stratified_draw(&labels, 500, &mut rng(3, Stream::Subset, 0));
+        assert_eq!(drawn.len(), 500);
+        let mut counts = [0usize; 10];
+        drawn.iter().for_each(|&i| counts[labels[i]] += 1);
+        assert_eq!(counts, [50; 10]);
+        assert!(drawn.windows(2).all(|w| w[0] < w[1]), "ascending and without repeats");
+        // Seeded: the same seed draws the same examples, another seed others.
+        assert_eq!(drawn, stratified_draw(&labels, 500, &mut rng(3, Stream::Subset, 0)));
+        assert_ne!(drawn, stratified_draw(&labels, 500, &mut rng(4, Stream::Subset, 0)));
+    }
+
+    #[test]
+    fn stratified_draw_rounds_by_largest_remainder() {
+        // Classes of 5, 3 and 2 examples, n = 5: quotas 2.5, 1.5, 1.0 -> floors 2, 1, 1 with one
+        // left over; the remainders 0.5, 0.5 tie, so class 0 (the smaller index) gets it: 3, 1, 1.
+        let labels = [0, 0, 0, 0, 0, 1, 1, 1, 2, 2];
+        let drawn = stratified_draw(&labels, 5, &mut rng(0, Stream::Subset, 0));
+        let mut counts = [0usize; 3];
+        drawn.iter().for_each(|&i| counts[labels[i]] += 1);
+        assert_eq!(counts, [3, 1, 1]);
+        assert_eq!(stratified_draw(&labels, 99, &mut rng(0, Stream::Subset, 0)), (0..10).collect::<Vec<_>>());
+        assert!(stratified_draw(&labels, 0, &mut rng(0, Stream::Subset, 0)).is_empty());
     }
 }

@@ -283,3 +283,48 @@ fn bench_minilm_train_step() {
         seconds / steps as f64
     );
 }
+
+/// `TextFeatures::Cls` and `Mean` hand the final linear layer the CLS token's last hidden state
+/// (BERT, DistilBERT: the first token; XLNet: the last, its batches padded on the left) or the
+/// masked mean of the last hidden states, and `forward` is still `forward_head . forward_features`:
+/// ```python
+/// h = model.base_model(input_ids, attention_mask=mask).last_hidden_state
+/// cls = h[:, 0]            # h[:, -1] for XLNet
+/// mean = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+/// logits = classifier(cls)  # logits_proj for XLNet
+/// ```
+#[test]
+fn cls_and_mean_features_feed_the_final_linear_layer() {
+    use itra_models::text::TextFeatures;
+    let device = Device::flex();
+    for name in ["bert", "distilbert", "xlnet"] {
+        let dir = fixtures().join(format!("tiny-{name}"));
+        let expected = read_json(&dir.join("expected.json"));
+        let batch = token_ids(&expected).to_batch(&device);
+        let model = TextModel::load(&dir, 3, &device).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(model.features(), TextFeatures::Pooler);
+        let pooled = values(model.forward_features(&batch));
+        let hidden = model.last_hidden_state(&batch);
+        let [size, len, width] = hidden.dims();
+        let cls_position = if name == "xlnet" { len - 1 } else { 0 };
+        let cls = hidden.clone().narrow(1, cls_position, 1).reshape([size, width]);
+        let mean = mean_pool(hidden, batch.attention_mask.clone());
+        for (features, want) in [(TextFeatures::Cls, cls), (TextFeatures::Mean, mean)] {
+            let model = TextModel::load(&dir, 3, &device).unwrap().with_features(features);
+            assert_eq!(model.features(), features);
+            assert_eq!(model.feat_dim(), width, "{name} {features}: the final layer reads the hidden width");
+            let got = model.forward_features(&batch);
+            let error = max_abs_diff(&values(got.clone()), &values(want.clone()));
+            assert!(error < 1e-6, "{name} {features}: features differ by {error}");
+            let logits = values(model.forward(&batch));
+            let error = max_abs_diff(&logits, &values(model.forward_head(want)));
+            assert!(error < 1e-6, "{name} {features}: logits differ by {error}");
+            assert!(max_abs_diff(&values(got), &pooled) > 1e-3, "{name} {features}: not the pooled output");
+        }
+        // The choice survives `valid()` (it is configuration, not a parameter).
+        let model = TextModel::load(&dir, 3, &Device::flex().autodiff()).unwrap().with_features(TextFeatures::Mean);
+        assert_eq!(model.valid().features(), TextFeatures::Mean);
+    }
+    assert_eq!("mean".parse::<TextFeatures>(), Ok(TextFeatures::Mean));
+    assert!("first".parse::<TextFeatures>().is_err());
+}

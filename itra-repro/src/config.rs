@@ -2,8 +2,9 @@
 
 use std::path::PathBuf;
 
-use itra_core::{Bandwidth, Method, Normalize, SecondBatchMode};
+use itra_core::{Bandwidth, CenterInit, Matching, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
+pub use itra_models::text::TextFeatures;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -33,16 +34,92 @@ pub struct ExperimentConfig {
 pub struct DataConfig {
     /// Dataset id (`fmnist`, `cifar10`, ...).
     pub dataset: String,
-    /// Train on only the first `n` examples of a seeded permutation of the training split.
+    /// Train on `n` examples of the training split (after the validation split), drawn by the
+    /// run's seed, never by position.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub train_limit: Option<usize>,
-    /// Evaluate on only the first `n` test examples.
+    /// Evaluate on `n` test examples: a seeded draw stratified by class (every class keeps its
+    /// share), never the first `n` of a possibly class-sorted split.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub test_limit: Option<usize>,
-    /// Hold out this many training examples (a seeded draw) as a validation split, used to pick
-    /// lambda. 0 trains on the whole training set.
+    /// Hold out this many training examples as a validation split, used to pick lambda: a
+    /// seeded draw stratified by class. 0 trains on the whole training set.
     #[serde(default)]
     pub validation: usize,
+    /// Training-time augmentation (and the evaluation transform that goes with it).
+    #[serde(default)]
+    pub augmentation: AugmentationRecipe,
+}
+
+/// The augmentation recipes of the paper's vision experiments, by name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AugmentationRecipe {
+    /// Images as stored, for training and evaluation.
+    #[default]
+    None,
+    /// Zero-pad by 1/8 of the side and take a random crop of the original size, then a random
+    /// horizontal flip: pad 4 and crop 32 on CIFAR, pad 12 and crop 96 on STL-10 (the
+    /// kuangliu/pytorch-cifar recipe). Evaluation sees the images as stored.
+    CropFlip,
+    /// `RandomResizedCrop(224)` (scale 0.08-1, ratio 3/4-4/3) and a random horizontal flip for
+    /// training; evaluation resizes the shorter side to 256 and takes the central 224x224
+    /// (the torchvision ImageNet recipe).
+    Imagenet,
+}
+
+impl AugmentationRecipe {
+    pub const ALL: [AugmentationRecipe; 3] =
+        [AugmentationRecipe::None, AugmentationRecipe::CropFlip, AugmentationRecipe::Imagenet];
+
+    /// The name on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            AugmentationRecipe::None => "none",
+            AugmentationRecipe::CropFlip => "crop-flip",
+            AugmentationRecipe::Imagenet => "imagenet",
+        }
+    }
+
+    /// The training and the evaluation transform for images of `height` rows.
+    pub fn transforms(self, height: usize) -> (itra_data::Augmentation, itra_data::Augmentation) {
+        use itra_data::Augmentation;
+        match self {
+            AugmentationRecipe::None => (Augmentation::None, Augmentation::None),
+            AugmentationRecipe::CropFlip => (Augmentation::CropFlip { padding: height / 8 }, Augmentation::None),
+            AugmentationRecipe::Imagenet => (Augmentation::IMAGENET_TRAIN, Augmentation::IMAGENET_EVAL),
+        }
+    }
+}
+
+impl std::fmt::Display for AugmentationRecipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for AugmentationRecipe {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        AugmentationRecipe::ALL
+            .into_iter()
+            .find(|a| a.name() == s)
+            .ok_or_else(|| format!("unknown augmentation `{s}`; expected none, crop-flip or imagenet"))
+    }
+}
+
+impl DataConfig {
+    /// The whole of `dataset`, no validation split, no augmentation.
+    pub fn new(dataset: &str) -> Self {
+        DataConfig {
+            dataset: dataset.to_owned(),
+            train_limit: None,
+            test_limit: None,
+            validation: 0,
+            augmentation: AugmentationRecipe::None,
+        }
+    }
 }
 
 /// The network: a registered vision architecture or a pretrained text encoder.
@@ -57,6 +134,11 @@ pub enum ModelConfig {
         encoder: String,
         /// Sequences are truncated to this many tokens; batches are padded to their longest.
         max_len: usize,
+        /// What the head's final linear layer reads, and ITRA and Center loss act on: the
+        /// head's pooled output (the default, and what a `config.json` without the field meant),
+        /// the CLS token's last hidden state, or the masked mean of the last hidden states.
+        #[serde(default)]
+        text_features: TextFeatures,
     },
 }
 
@@ -86,6 +168,24 @@ pub struct LossConfig {
     pub eps: f64,
     pub normalize: Normalize,
     pub center_alpha: f64,
+    /// Center loss's initial centres. A `config.json` without the field predates it and meant
+    /// zero centres.
+    #[serde(default = "legacy_center_init")]
+    pub center_init: CenterInit,
+    /// Center loss with Wen et al.'s factor 1/2 (`CONVENTIONS.md`). A `config.json` without the
+    /// field predates it and meant no 1/2.
+    #[serde(default)]
+    pub center_halve: bool,
+    /// The matching term: the MMD (`CONVENTIONS.md`, the default) or `MMD^2`.
+    #[serde(default)]
+    pub matching: Matching,
+    /// Lambda ramps linearly from 0 to `lambda` over this fraction of all steps (0: none).
+    #[serde(default)]
+    pub lambda_warmup: f64,
+}
+
+fn legacy_center_init() -> CenterInit {
+    CenterInit::Zero
 }
 
 impl LossConfig {
@@ -99,7 +199,21 @@ impl LossConfig {
             eps: 1e-8,
             normalize: Normalize::Present,
             center_alpha: 0.5,
+            center_init: CenterInit::ClassMean,
+            center_halve: true,
+            matching: Matching::Mmd,
+            lambda_warmup: 0.0,
         }
+    }
+
+    /// Lambda at `step` (from 0) of `total_steps`: `lambda * min(1, step / warm-up steps)`, the
+    /// warm-up being `ceil(lambda_warmup * total_steps)` steps; `lambda` throughout without one.
+    pub fn lambda_at(&self, step: usize, total_steps: usize) -> f64 {
+        let warmup_steps = (self.lambda_warmup * total_steps as f64).ceil() as usize;
+        if warmup_steps == 0 {
+            return self.lambda;
+        }
+        self.lambda * (step as f64 / warmup_steps as f64).min(1.0)
     }
 }
 
@@ -145,6 +259,66 @@ impl Schedule {
 }
 
 impl ExperimentConfig {
+    /// Every hyperparameter in its domain, or an error naming the first that is not: a run
+    /// never silently replaces a bad value (a negative weight decay, a NaN momentum) by another.
+    pub fn validate(&self) -> Result<(), String> {
+        let finite_at_least = |name: &str, value: f64, low: f64| {
+            if value.is_finite() && value >= low { Ok(()) } else { Err(format!("{name} must be finite and >= {low}, got {value}")) }
+        };
+        if self.epochs == 0 {
+            return Err("--epochs must be at least 1".to_owned());
+        }
+        if self.batch_size == 0 {
+            return Err("--batch-size must be at least 1".to_owned());
+        }
+        if self.data.train_limit == Some(0) {
+            return Err("--train-limit 0 leaves nothing to train on".to_owned());
+        }
+        if self.data.test_limit == Some(0) {
+            return Err("--test-limit 0 leaves no test examples to evaluate".to_owned());
+        }
+        let lr = self.optimizer.lr();
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(format!("--lr must be finite and positive, got {lr}"));
+        }
+        match self.optimizer {
+            OptimizerConfig::Sgd { momentum, weight_decay, .. } => {
+                finite_at_least("--weight-decay", weight_decay, 0.0)?;
+                if !(momentum.is_finite() && (0.0..1.0).contains(&momentum)) {
+                    return Err(format!("--momentum must be in [0, 1), got {momentum}"));
+                }
+            }
+            OptimizerConfig::Adam { weight_decay, .. } => finite_at_least("--weight-decay", weight_decay, 0.0)?,
+        }
+        let loss = &self.loss;
+        finite_at_least("--lambda", loss.lambda, 0.0)?;
+        if loss.method != Method::Baseline && loss.lambda == 0.0 {
+            return Err(format!(
+                "--method {} with --lambda 0 is the baseline; give its weight (the paper's: LSR 0.1, Center 0.05, ITRA 0.6)",
+                loss.method
+            ));
+        }
+        if loss.method == Method::Lsr && loss.lambda >= 1.0 {
+            return Err(format!("label smoothing must be below 1, got {}", loss.lambda));
+        }
+        if !(loss.eps.is_finite() && loss.eps > 0.0) {
+            return Err(format!("the MMD floor eps must be finite and positive, got {}", loss.eps));
+        }
+        if !(loss.center_alpha > 0.0 && loss.center_alpha <= 1.0) {
+            return Err(format!("the centre rate alpha must be in (0, 1], got {}", loss.center_alpha));
+        }
+        if let Bandwidth::Fixed(sigma) = loss.bandwidth
+            && !(sigma.is_finite() && sigma > 0.0)
+        {
+            return Err(format!("--bandwidth must be finite and positive, got {sigma}"));
+        }
+        if !(0.0..=1.0).contains(&loss.lambda_warmup) {
+            let warmup = loss.lambda_warmup;
+            return Err(format!("--lambda-warmup must be in [0, 1] (a fraction of the steps), got {warmup}"));
+        }
+        Ok(())
+    }
+
     /// A stable hash of everything that determines the numbers (the device excluded), used to
     /// recognise a finished run.
     pub fn hash(&self) -> String {
@@ -181,7 +355,7 @@ mod tests {
 
     fn config() -> ExperimentConfig {
         ExperimentConfig {
-            data: DataConfig { dataset: "fmnist".into(), train_limit: None, test_limit: None, validation: 0 },
+            data: DataConfig::new("fmnist"),
             model: ModelConfig::Vision { arch: Arch::SmallCnn },
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
@@ -201,6 +375,71 @@ mod tests {
         assert_eq!(a.hash(), b.hash());
         b.seed = 2;
         assert_ne!(a.hash(), b.hash());
+    }
+
+    #[test]
+    fn augmentation_and_center_rules_are_part_of_the_hash_and_the_record() {
+        let a = config();
+        let mut b = config();
+        b.data.augmentation = AugmentationRecipe::CropFlip;
+        assert_ne!(a.hash(), b.hash());
+        let json = serde_json::to_value(&b).unwrap();
+        assert_eq!(json["data"]["augmentation"], "crop-flip");
+        let mut c = config();
+        c.loss.center_init = CenterInit::Zero;
+        assert_ne!(a.hash(), c.hash());
+        let mut d = config();
+        d.loss.center_halve = false;
+        assert_ne!(a.hash(), d.hash());
+        assert_eq!(json["loss"]["center_init"], "class-mean");
+        assert_eq!(json["loss"]["center_halve"], true);
+    }
+
+    #[test]
+    fn a_config_written_before_the_new_fields_reads_as_the_old_rules() {
+        let mut json = serde_json::to_value(config()).unwrap();
+        for (section, key) in [("data", "augmentation"), ("loss", "center_init"), ("loss", "center_halve")] {
+            json[section].as_object_mut().unwrap().remove(key);
+        }
+        let old: ExperimentConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.data.augmentation, AugmentationRecipe::None);
+        assert_eq!(old.loss.center_init, CenterInit::Zero);
+        assert!(!old.loss.center_halve);
+    }
+
+    #[test]
+    fn crop_flip_pads_an_eighth_of_the_side() {
+        use itra_data::Augmentation;
+        assert_eq!(AugmentationRecipe::CropFlip.transforms(32).0, Augmentation::CropFlip { padding: 4 });
+        assert_eq!(AugmentationRecipe::CropFlip.transforms(96).0, Augmentation::CropFlip { padding: 12 });
+        assert_eq!(AugmentationRecipe::Imagenet.transforms(500), (Augmentation::IMAGENET_TRAIN, Augmentation::IMAGENET_EVAL));
+        assert_eq!("crop-flip".parse::<AugmentationRecipe>(), Ok(AugmentationRecipe::CropFlip));
+        assert!("cropflip".parse::<AugmentationRecipe>().unwrap_err().contains("none, crop-flip or imagenet"));
+    }
+
+    #[test]
+    fn out_of_domain_hyperparameters_are_named() {
+        assert_eq!(config().validate(), Ok(()));
+        let check = |edit: &dyn Fn(&mut ExperimentConfig), needle: &str| {
+            let mut c = config();
+            edit(&mut c);
+            let err = c.validate().unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        };
+        check(&|c| c.optimizer = OptimizerConfig::Adam { lr: -1.0, weight_decay: 0.0 }, "--lr");
+        check(&|c| c.optimizer = OptimizerConfig::Adam { lr: 1e-3, weight_decay: -1.0 }, "--weight-decay");
+        check(&|c| c.optimizer = OptimizerConfig::Sgd { lr: 0.1, momentum: f64::NAN, weight_decay: 0.0 }, "--momentum");
+        check(&|c| c.optimizer = OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, weight_decay: f64::NAN }, "--weight-decay");
+        check(&|c| c.epochs = 0, "--epochs");
+        check(&|c| c.data.test_limit = Some(0), "--test-limit 0");
+        check(&|c| c.loss.method = Method::ItraC, "with --lambda 0 is the baseline");
+        check(
+            &|c| {
+                c.loss.method = Method::Lsr;
+                c.loss.lambda = 1.0;
+            },
+            "below 1",
+        );
     }
 
     #[test]

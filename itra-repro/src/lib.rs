@@ -19,6 +19,7 @@ pub mod provenance;
 pub mod synthetic;
 pub mod text_train;
 pub mod train;
+pub mod vision_data;
 
 pub use config::ExperimentConfig;
 pub use device::DeviceSpec;

@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use itra_core::{Bandwidth, Method, Normalize, SecondBatchMode};
+use itra_core::{Bandwidth, CenterInit, Matching, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
-use itra_repro::config::{DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
+use itra_repro::config::{
+    AugmentationRecipe, DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule, TextFeatures,
+};
 use itra_repro::experiments::{Profile, Runner, Target, reproduce};
 use itra_repro::train::{RunOptions, train};
 use itra_repro::{DeviceSpec, ExperimentConfig, config};
@@ -105,6 +107,11 @@ struct TrainArgs {
     /// Text encoders: truncate sequences to this many tokens.
     #[arg(long, default_value_t = 128)]
     max_len: usize,
+    /// Text encoders: what the head's final linear layer reads and ITRA / Center act on:
+    /// pooler (the head's pooled output), cls (the CLS token's last hidden state) or mean (the
+    /// masked mean of the last hidden states).
+    #[arg(long, default_value = "pooler")]
+    text_features: TextFeatures,
     /// baseline, lsr, center, itra or itra-c.
     #[arg(long, default_value = "baseline")]
     method: Method,
@@ -120,6 +127,12 @@ struct TrainArgs {
     /// ITRA-c: divide by all classes instead of the classes present in both batches.
     #[arg(long)]
     all_classes: bool,
+    /// ITRA's matching term: mmd (sqrt(max(MMD^2, eps)), the paper's) or mmd2 (MMD^2 itself).
+    #[arg(long = "match", default_value = "mmd")]
+    matching: Matching,
+    /// Ramp lambda linearly from 0 over this fraction of all steps (0: no warm-up).
+    #[arg(long, default_value_t = 0.0)]
+    lambda_warmup: f64,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -143,15 +156,28 @@ struct TrainArgs {
     /// cpu, cuda:N, tch-cpu or tch-cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
-    /// Train on a seeded subset of this many training examples.
+    /// Train on a seeded draw of this many training examples.
     #[arg(long)]
     train_limit: Option<usize>,
-    /// Evaluate on the first this-many test examples.
+    /// Evaluate on a seeded draw of this many test examples, stratified by class.
     #[arg(long)]
     test_limit: Option<usize>,
-    /// Hold out this many training examples as a validation split.
+    /// Hold out this many training examples as a validation split (a seeded draw, stratified by
+    /// class).
     #[arg(long, default_value_t = 0)]
     validation: usize,
+    /// Training augmentation: none, crop-flip (pad 1/8 of the side, random crop, flip: CIFAR's
+    /// pad 4 / 32, STL-10's pad 12 / 96) or imagenet (random-resized crop 224 and flip;
+    /// evaluation resizes to 256 and centre-crops 224).
+    #[arg(long, default_value = "none")]
+    augmentation: AugmentationRecipe,
+    /// Center loss: initial centres, class-mean (each class's feature mean when it first
+    /// appears; the default) or zero (the old rule, for ablations).
+    #[arg(long, default_value = "class-mean")]
+    center_init: CenterInit,
+    /// Center loss without Wen et al.'s factor 1/2 (the old rule, for ablations).
+    #[arg(long)]
+    center_no_half: bool,
     /// Root of the run directories.
     #[arg(long, default_value = "runs")]
     runs_dir: PathBuf,
@@ -161,7 +187,7 @@ struct TrainArgs {
 }
 
 impl TrainArgs {
-    fn experiment(&self) -> ExperimentConfig {
+    fn experiment(&self) -> Result<ExperimentConfig> {
         let optimizer = match self.optimizer {
             OptimizerName::Sgd => OptimizerConfig::Sgd {
                 lr: self.lr.unwrap_or(0.1),
@@ -172,16 +198,24 @@ impl TrainArgs {
                 OptimizerConfig::Adam { lr: self.lr.unwrap_or(1e-3), weight_decay: self.weight_decay }
             }
         };
-        ExperimentConfig {
+        Ok(ExperimentConfig {
             data: DataConfig {
                 dataset: self.dataset.clone(),
                 train_limit: self.train_limit,
                 test_limit: self.test_limit,
                 validation: self.validation,
+                augmentation: self.augmentation,
             },
             model: match self.model.parse::<Arch>() {
                 Ok(arch) => ModelConfig::Vision { arch },
-                Err(_) => ModelConfig::Text { encoder: self.model.clone(), max_len: self.max_len },
+                // A vision dataset takes only an architecture: a mistyped one is named here, not
+                // mistaken for a text encoder.
+                Err(err) if !itra_repro::text_train::is_text_dataset(&self.dataset) => anyhow::bail!("{err}"),
+                Err(_) => ModelConfig::Text {
+                    encoder: self.model.clone(),
+                    max_len: self.max_len,
+                    text_features: self.text_features,
+                },
             },
             loss: LossConfig {
                 method: self.method,
@@ -189,6 +223,10 @@ impl TrainArgs {
                 second_batch: self.second_batch,
                 bandwidth: self.bandwidth.map_or(Bandwidth::Median, Bandwidth::Fixed),
                 normalize: if self.all_classes { Normalize::AllClasses } else { Normalize::Present },
+                center_init: self.center_init,
+                center_halve: !self.center_no_half,
+                matching: self.matching,
+                lambda_warmup: self.lambda_warmup,
                 ..LossConfig::baseline()
             },
             optimizer,
@@ -197,7 +235,7 @@ impl TrainArgs {
             batch_size: self.batch_size,
             seed: self.seed,
             device: self.device,
-        }
+        })
     }
 }
 
@@ -240,7 +278,7 @@ fn main() -> Result<()> {
     let data_dir = cli.data_dir.clone().unwrap_or_else(itra_data::default_data_dir);
     match cli.command {
         Command::Train(args) => {
-            let experiment = args.experiment();
+            let experiment = args.experiment()?;
             let run_dir = config::run_dir(&args.runs_dir, &experiment);
             println!("run {} -> {}", experiment.slug(), run_dir.display());
             let summary = train(&experiment, &RunOptions { data_dir, run_dir, progress: !args.quiet })?;
@@ -282,6 +320,7 @@ fn main() -> Result<()> {
                 data_dir,
                 runs_dir: args.runs_dir.join(args.profile.name()),
                 results_dir: args.results_dir,
+                archive_dir: None,
                 seeds: args.seeds.unwrap_or_else(|| args.profile.default_seeds()),
                 device: args.device,
                 progress: args.progress,

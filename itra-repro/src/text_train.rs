@@ -10,6 +10,13 @@
 //!   follows the configured schedule;
 //! - Figure 1's distance ratio is measured every [`DISTANCE_EVERY`] steps on the training
 //!   forward's features, and only for methods that forward `S2`;
+//! - `LossConfig::lambda_warmup` ramps lambda from 0 over the first part of the steps;
+//! - with `config.data.validation > 0`, that many training examples (a draw stratified by
+//!   class, seeded by the run's seed) are held out and evaluated after every epoch into
+//!   `val_accuracy` and `val_ce`; `train_limit` then draws from the rest;
+//! - each epoch appends to `text_diagnostics.jsonl` in the run directory what the held-out
+//!   features look like ([`HeldOutDiagnostics`]: their spread, how much of it separates the
+//!   classes, the share of the most predicted class), the signs of a collapse;
 //! - checkpoints, resume and run files are those of the vision loop (per epoch; the final
 //!   `model.bpk` holds the fine-tuned encoder and head).
 //!
@@ -28,13 +35,14 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use itra_core::{DistanceStats, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
+use itra_core::{DistanceStats, SecondBatch, SecondForward};
 use itra_data::sampler::{init_seed, rng};
-use itra_data::{PairedSampler, Split, Stream, TextDataset};
+use itra_data::{PairedSampler, Split, Stream, TextDataset, stratified_draw};
 use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{ExperimentConfig, ModelConfig};
 use crate::encode::{Encoder, resolve_encoder};
@@ -98,8 +106,23 @@ pub fn stratified_split(labels: &[u32], num_classes: usize, fraction: f64, seed:
     (first, second)
 }
 
-/// The training and evaluation sets of `config` (limits applied as in the vision loop).
-pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(TextDataset, TextDataset)> {
+/// The splits of a text run.
+#[derive(Debug, Clone)]
+pub struct TextSplits {
+    pub train: TextDataset,
+    /// The held-out part of the training rows, when `config.data.validation > 0`.
+    pub validation: Option<TextDataset>,
+    pub test: TextDataset,
+}
+
+/// The training, validation and evaluation sets of `config`.
+///
+/// With `validation > 0`, the validation rows are a draw stratified by class (seeded by the
+/// run's seed) and `train_limit` draws from the other rows, as in the vision loop. Without a
+/// validation split, `train_limit` takes the first rows of a seeded permutation (the rule
+/// before validation splits, kept so that earlier runs keep their training subsets).
+/// `test_limit` takes the first rows.
+pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<TextSplits> {
     let id = config.data.dataset.as_str();
     let (mut train, mut test) = if crate::synthetic::is_synthetic_text(id) {
         (crate::synthetic::load_text(id, Split::Train)?, crate::synthetic::load_text(id, Split::Test)?)
@@ -123,7 +146,25 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(Tex
             itra_data::load_text_dataset(id, data_dir, Split::Test).with_context(hint)?,
         )
     };
-    if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {
+    let validation_len = config.data.validation;
+    let mut validation = None;
+    if validation_len > 0 {
+        if validation_len >= train.len() {
+            bail!("a validation split of {validation_len} leaves nothing of the {} training examples", train.len());
+        }
+        let labels: Vec<usize> = train.labels.iter().map(|&l| l as usize).collect();
+        let drawn = stratified_draw(&labels, validation_len, &mut rng(config.seed, Stream::Subset, 0));
+        let mut held_out = vec![false; labels.len()];
+        drawn.iter().for_each(|&i| held_out[i] = true);
+        let mut rest: Vec<usize> = (0..labels.len()).filter(|&i| !held_out[i]).collect();
+        if let Some(limit) = config.data.train_limit.filter(|&l| l < rest.len()) {
+            rest.shuffle(&mut rng(config.seed, Stream::Subset, 1));
+            rest.truncate(limit);
+            rest.sort_unstable();
+        }
+        validation = Some(train.subset(&drawn));
+        train = train.subset(&rest);
+    } else if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng(config.seed, Stream::Subset, 0));
         train = train.subset(&order[..limit]);
@@ -131,7 +172,7 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<(Tex
     if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
         test = test.subset(&(0..limit).collect::<Vec<_>>());
     }
-    Ok((train, test))
+    Ok(TextSplits { train, validation, test })
 }
 
 /// Tokenised examples with their labels.
@@ -159,23 +200,98 @@ impl TokenizedSet {
     }
 }
 
+/// What the features of an evaluation set look like: the marks of a collapse.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct HeldOutDiagnostics {
+    pub epoch: usize,
+    /// Mean squared distance of a feature vector to the set's mean feature (the trace of the
+    /// features' covariance): near 0 when every example maps to nearly the same point.
+    pub feature_spread: f64,
+    /// Mean Euclidean norm of a feature vector.
+    pub feature_norm: f64,
+    /// Share of the spread between the class means (between-class over total variance, by
+    /// the true labels): near 1 for well-separated classes, near 0 when the classes overlap.
+    pub between_class_share: f64,
+    /// Share of the examples predicted as the most predicted class (`1/K` for balanced
+    /// predictions, 1 when the model predicts one class).
+    pub majority_prediction_share: f64,
+}
+
+impl HeldOutDiagnostics {
+    fn compute(features: &[f32], width: usize, labels: &[usize], predictions: &[usize], classes: usize) -> Self {
+        let rows = labels.len().max(1);
+        let mut mean = vec![0f64; width];
+        let mut class_sum = vec![vec![0f64; width]; classes];
+        let mut class_count = vec![0usize; classes];
+        let mut norm = 0f64;
+        for (row, &label) in features.chunks_exact(width).zip(labels) {
+            class_count[label] += 1;
+            let mut squares = 0f64;
+            for ((m, c), &v) in mean.iter_mut().zip(&mut class_sum[label]).zip(row) {
+                *m += f64::from(v);
+                *c += f64::from(v);
+                squares += f64::from(v) * f64::from(v);
+            }
+            norm += squares.sqrt();
+        }
+        mean.iter_mut().for_each(|m| *m /= rows as f64);
+        let spread = features
+            .chunks_exact(width)
+            .map(|row| row.iter().zip(&mean).map(|(&v, m)| (f64::from(v) - m).powi(2)).sum::<f64>())
+            .sum::<f64>()
+            / rows as f64;
+        let between = class_sum
+            .iter()
+            .zip(&class_count)
+            .filter(|(_, n)| **n > 0)
+            .map(|(sum, &n)| n as f64 * sum.iter().zip(&mean).map(|(s, m)| (s / n as f64 - m).powi(2)).sum::<f64>())
+            .sum::<f64>()
+            / rows as f64;
+        let mut predicted = vec![0usize; classes];
+        predictions.iter().for_each(|&p| predicted[p] += 1);
+        HeldOutDiagnostics {
+            epoch: 0,
+            feature_spread: spread,
+            feature_norm: norm / rows as f64,
+            between_class_share: if spread > 0.0 { between / spread } else { 0.0 },
+            majority_prediction_share: predicted.iter().copied().max().unwrap_or(0) as f64 / rows as f64,
+        }
+    }
+}
+
 /// Accuracy (percent) and mean cross-entropy of `model` on `set`, in batches sorted by length
-/// (padding changes nothing but speed).
-fn evaluate(model: &TextModel, tokenizer: &TextTokenizer, set: &TokenizedSet, device: &Device) -> (f64, f64) {
+/// (padding changes nothing but speed), with what its features look like.
+fn evaluate(
+    model: &TextModel,
+    tokenizer: &TextTokenizer,
+    set: &TokenizedSet,
+    num_classes: usize,
+    device: &Device,
+) -> ((f64, f64), HeldOutDiagnostics) {
     let mut order: Vec<usize> = (0..set.labels.len()).collect();
     order.sort_by_key(|&i| set.sequences[i].ids.len());
     let mut score = Score::default();
+    let (mut features, mut all_labels, mut predictions) = (Vec::new(), Vec::new(), Vec::new());
     for chunk in order.chunks(EVAL_BATCH) {
         let (batch, labels) = set.batch(tokenizer, chunk, device);
-        score.add(&model.forward(&batch).into_data().iter::<f32>().collect::<Vec<_>>(), &labels);
+        let h = model.forward_features(&batch);
+        let logits: Vec<f32> = model.forward_head(h.clone()).into_data().iter::<f32>().collect();
+        features.extend(h.into_data().iter::<f32>());
+        for row in logits.chunks_exact(num_classes) {
+            let best = row.iter().enumerate().fold(0, |best, (k, &v)| if v > row[best] { k } else { best });
+            predictions.push(best);
+        }
+        score.add(&logits, &labels);
+        all_labels.extend(labels);
     }
-    score.finish()
+    let diagnostics = HeldOutDiagnostics::compute(&features, model.feat_dim(), &all_labels, &predictions, num_classes);
+    (score.finish(), diagnostics)
 }
 
 /// Fine-tunes `config`'s text encoder (resuming from its checkpoint if one exists), writing the
 /// run directory's files like [`crate::train::train`].
 pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
-    let ModelConfig::Text { encoder, max_len } = &config.model else {
+    let ModelConfig::Text { encoder, max_len, text_features } = &config.model else {
         bail!("model `{}` is a vision architecture; it trains on image datasets", config.model.name());
     };
     if !is_text_dataset(&config.data.dataset) {
@@ -186,26 +302,25 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
-    let (train_set, test_set) = load_text_data(config, &options.data_dir)?;
+    let TextSplits { train: train_set, validation: validation_set, test: test_set } =
+        load_text_data(config, &options.data_dir)?;
     if train_set.len() < config.batch_size {
         bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
     }
     device.seed(init_seed(config.seed));
     let dir = resolve_encoder(encoder, &options.data_dir)?;
-    let Encoder { mut model, tokenizer, .. } = Encoder::load(&dir, train_set.num_classes, &device)?;
+    let Encoder { model, tokenizer, .. } = Encoder::load(&dir, train_set.num_classes, &device)?;
+    let mut model = model.with_features(*text_features);
+    let num_classes = train_set.num_classes;
     let train_tokens = TokenizedSet::new(&tokenizer, &train_set, *max_len)?;
+    let validation_tokens = validation_set.as_ref().map(|v| TokenizedSet::new(&tokenizer, v, *max_len)).transpose()?;
     let test_tokens = TokenizedSet::new(&tokenizer, &test_set, *max_len)?;
 
     let loss = &config.loss;
-    let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
-        .with_lambda(loss.lambda)
-        .with_second_batch(loss.second_batch)
-        .with_center_alpha(loss.center_alpha)
-        .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
-        .init(&device)?;
+    let mut objective = crate::train::objective(loss, train_set.num_classes, model.feat_dim(), &device)?;
 
     let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer_with(&config.optimizer, true))?;
-    files.restore(&mut objective, &device);
+    files.restore(&mut objective, &device)?;
     let start_epoch = files.start_epoch;
 
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
@@ -224,8 +339,10 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             let global_step = epoch * steps + step;
             let warmup = ((global_step + 1) as f64 / warmup_steps as f64).min(1.0);
             let lr = warmup * config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
+            objective.set_lambda(loss.lambda_at(global_step, total_steps));
             let (batch, labels) = train_tokens.batch(&tokenizer, sampler.batch(&first_order, step), &device);
             let h1 = model.forward_features(&batch);
+            sums.features.add(&h1);
             let logits = model.forward_head(h1.clone());
             let second_labels;
             let second = match objective.second_forward() {
@@ -262,28 +379,68 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             bar.inc(1);
         }
         let train_seconds = started.elapsed().as_secs_f64();
-        let (test_accuracy, test_ce) = evaluate(&model.valid(), &tokenizer, &test_tokens, &eval_device);
+        let inference = model.valid();
+        let validation =
+            validation_tokens.as_ref().map(|v| evaluate(&inference, &tokenizer, v, num_classes, &eval_device).0);
+        let ((test_accuracy, test_ce), mut diagnostics) =
+            evaluate(&inference, &tokenizer, &test_tokens, num_classes, &eval_device);
+        diagnostics.epoch = epoch + 1;
         // `images_per_second` counts sequences for text runs.
-        let metrics = sums.finish(epoch, train_seconds, config.batch_size, None, test_accuracy, test_ce);
+        let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
+        let validation_text = validation.map_or(String::new(), |(a, ce)| format!("  val {a:.2}% CE {ce:.4}"));
         let line = format!(
-            "epoch {:>3}: train loss {:.4}  held-out accuracy {:.2}%  held-out CE {:.4}  {:.1} seq/s",
+            "epoch {:>3}: train loss {:.4}{validation_text}  held-out accuracy {:.2}%  held-out CE {:.4}  \
+             feature spread {:.4} (between-class {:.2})  {:.1} seq/s",
             epoch + 1,
             metrics.train_loss,
             metrics.test_accuracy,
             metrics.test_ce,
+            diagnostics.feature_spread,
+            diagnostics.between_class_share,
             metrics.images_per_second
         );
         announce(&bar, line);
         files.record(metrics, &objective, &model, &optim)?;
+        append_diagnostics(&options.run_dir, &diagnostics)?;
     }
     bar.finish_and_clear();
 
     files.finish(&model.valid())
 }
 
+/// The file of [`HeldOutDiagnostics`] in a text run's directory, one JSON line per epoch.
+pub const DIAGNOSTICS: &str = "text_diagnostics.jsonl";
+
+fn append_diagnostics(run_dir: &Path, diagnostics: &HeldOutDiagnostics) -> Result<()> {
+    use std::io::Write;
+    let path = run_dir.join(DIAGNOSTICS);
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    writeln!(file, "{}", serde_json::to_string(diagnostics)?)
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn diagnostics_see_a_collapse() {
+        // Two classes, two rows each, 2-d features. Separated: class means (0, +-1), spread 1,
+        // all of it between classes. Collapsed: every row at (3, 4), spread 0, norm 5.
+        let labels = [0, 0, 1, 1];
+        let separated = [0.0f32, 1.0, 0.0, 1.0, 0.0, -1.0, 0.0, -1.0];
+        let d = HeldOutDiagnostics::compute(&separated, 2, &labels, &[0, 0, 1, 1], 2);
+        assert!((d.feature_spread - 1.0).abs() < 1e-12 && (d.between_class_share - 1.0).abs() < 1e-12, "{d:?}");
+        assert_eq!(d.majority_prediction_share, 0.5);
+        let collapsed = [3.0f32, 4.0, 3.0, 4.0, 3.0, 4.0, 3.0, 4.0];
+        let d = HeldOutDiagnostics::compute(&collapsed, 2, &labels, &[1, 1, 1, 1], 2);
+        assert_eq!((d.feature_spread, d.between_class_share, d.majority_prediction_share), (0.0, 0.0, 1.0));
+        assert!((d.feature_norm - 5.0).abs() < 1e-12);
+    }
 
     #[test]
     fn stratified_split_keeps_class_shares_and_is_reproducible() {

@@ -5,11 +5,10 @@
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::module::{Module, RunningState};
+use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
@@ -17,12 +16,12 @@ use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
 use itra_core::{DistanceStats, ItraObjective, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
-use itra_data::{Augmentation, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Split};
+use itra_data::{Loader, LoaderOptions};
 use itra_models::{FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ExperimentConfig, ModelConfig, OptimizerConfig};
-use crate::pipeline::{PairedSampler, Stream, init_seed, next_step, rng, to_tensor};
+use crate::config::{ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig};
+use crate::pipeline::{PairedSampler, Stream, init_seed, next_step, to_tensor};
 use crate::provenance::{Provenance, write_atomic};
 
 /// One epoch's numbers, one JSON line of `metrics.jsonl`.
@@ -54,6 +53,16 @@ pub struct EpochMetrics {
     pub images_per_second: f64,
     /// Seconds of training in this epoch, evaluation excluded.
     pub train_seconds: f64,
+    /// Share of the feature units (columns of `H1`) that were zero on every `S1` example of
+    /// the epoch: dead units, the mark of a collapse.
+    #[serde(default)]
+    pub dead_unit_fraction: Option<f64>,
+    /// Share of all feature activations of the epoch's `S1` batches that were exactly zero.
+    #[serde(default)]
+    pub zero_activation_fraction: Option<f64>,
+    /// Mean Euclidean norm of an `S1` feature vector over the epoch.
+    #[serde(default)]
+    pub feature_norm: Option<f64>,
 }
 
 /// Figure 1's distance is measured every this many steps, for every method alike: `S1` and
@@ -81,48 +90,6 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     pub run_dir: PathBuf,
     pub progress: bool,
-}
-
-/// The three splits a run uses.
-#[derive(Debug, Clone)]
-pub struct Splits {
-    pub train: ImageDataset,
-    pub validation: Option<ImageDataset>,
-    pub test: ImageDataset,
-}
-
-fn load_split(id: &str, data_dir: &Path, split: Split) -> Result<ImageDataset> {
-    if crate::synthetic::is_synthetic(id) {
-        return crate::synthetic::load(id, split);
-    }
-    Ok(itra_data::load_image_dataset(id, data_dir, split)?)
-}
-
-/// Loads the dataset named by the config, with its limits and validation split applied.
-pub fn load_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Splits> {
-    use rand::seq::SliceRandom;
-    let id = &config.data.dataset;
-    let train = load_split(id, data_dir, Split::Train)?;
-    let mut test = load_split(id, data_dir, Split::Test)?;
-    // One seeded permutation serves both the subset and the validation split, so the validation
-    // examples never overlap the training ones.
-    let mut order: Vec<usize> = (0..train.len()).collect();
-    order.shuffle(&mut rng(config.seed, Stream::Subset, 0));
-    let validation_len = config.data.validation;
-    if validation_len >= train.len() {
-        bail!("a validation split of {validation_len} leaves nothing of the {} training examples", train.len());
-    }
-    let (validation_order, rest) = order.split_at(validation_len);
-    let train_order = match config.data.train_limit {
-        Some(limit) if limit < rest.len() => &rest[..limit],
-        _ => rest,
-    };
-    let validation = (validation_len > 0).then(|| train.subset(validation_order));
-    let train = if train_order.len() == train.len() { train } else { train.subset(train_order) };
-    if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
-        test = test.subset(&(0..limit).collect::<Vec<_>>());
-    }
-    Ok(Splits { train, validation, test })
 }
 
 /// The optimiser an [`OptimizerConfig`] describes (PyTorch semantics).
@@ -156,18 +123,6 @@ pub fn optimizer_with(config: &OptimizerConfig, decoupled_weight_decay: bool) ->
             adam.init()
         }
     }
-}
-
-/// Accuracy (percent) and mean cross-entropy of `model` on `dataset`.
-pub fn evaluate(model: &VisionModel, dataset: &ImageDataset, norm: &Normalization, device: &Device) -> (f64, f64) {
-    const EVAL_BATCH: usize = 500;
-    let indices: Vec<usize> = (0..dataset.len()).collect();
-    let mut score = Score::default();
-    for chunk in indices.chunks(EVAL_BATCH) {
-        let (images, labels) = to_tensor(crate::pipeline::batch(dataset, norm, chunk), device);
-        score.add(&model.forward(images).into_data().iter::<f32>().collect::<Vec<_>>(), &labels);
-    }
-    score.finish()
 }
 
 /// Accuracy and cross-entropy accumulated over batches of logits.
@@ -237,6 +192,10 @@ struct CheckpointState {
     pub history: Vec<EpochMetrics>,
     /// Center loss's centres, `[K, d]` row-major.
     pub centers: Option<(Vec<f32>, [usize; 2])>,
+    /// Which of Center loss's classes have had their centre initialised (absent in checkpoints
+    /// written before class-mean initialisation, whose centres all counted as initialised).
+    #[serde(default)]
+    pub center_initialized: Option<Vec<bool>>,
     /// The cached-mode `H1` and its labels.
     pub cache: Option<(Vec<f32>, [usize; 2], Vec<usize>)>,
 }
@@ -249,6 +208,7 @@ impl CheckpointState {
             epochs_done: history.len(),
             history: history.to_vec(),
             centers: objective.center.as_ref().map(|c| tensor_to_host(&c.centers())),
+            center_initialized: objective.center.as_ref().map(|c| c.initialized()),
             cache: objective.cache.as_ref().map(|(h, labels)| {
                 let (values, shape) = tensor_to_host(h);
                 (values, shape, labels.clone())
@@ -327,18 +287,59 @@ fn load_checkpoint<M: Module>(
     Ok((Some(state), optim))
 }
 
-fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) {
+fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) -> Result<()> {
     if let (Some(center), Some(centers)) = (objective.center.as_mut(), state.centers.take()) {
-        center.centers = RunningState::new(host_to_tensor(centers, device));
+        let classes = centers.1[0];
+        let initialized = state.center_initialized.take().unwrap_or_else(|| vec![true; classes]);
+        center.restore(host_to_tensor(centers, device), initialized).context("restoring the Center-loss centres")?;
     }
     objective.cache =
         state.cache.take().map(|(values, shape, labels)| (host_to_tensor((values, shape), device), labels));
+    Ok(())
+}
+
+/// The lock file of a run directory.
+pub const LOCK: &str = "lock";
+
+/// Takes the run directory's exclusive lock (`flock` on `<run>/lock`, which NFSv4 and local
+/// file systems honour), or fails naming the process that holds it: two processes writing one
+/// run would interleave its checkpoints and metrics.
+fn lock_run_dir(run_dir: &Path) -> Result<File> {
+    let path = run_dir.join(LOCK);
+    let mut file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("cannot open the run lock {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(fs::TryLockError::WouldBlock) => {
+            let holder = fs::read_to_string(&path).unwrap_or_default();
+            bail!(
+                "run directory {} is in use by another process ({}); wait for it to finish or stop it",
+                run_dir.display(),
+                holder.trim().strip_prefix("pid ").map_or("unknown pid".to_owned(), |pid| format!("pid {pid}"))
+            );
+        }
+        Err(fs::TryLockError::Error(err)) => {
+            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
+        }
+    }
+    file.set_len(0)?;
+    write!(file, "pid {}", std::process::id())?;
+    file.flush()?;
+    Ok(file)
 }
 
 /// A run directory being written: provenance, the per-epoch metrics (`metrics.jsonl` and
 /// `metrics.parquet`), checkpoints, and at the end the final model and `result.json`. Shared by
 /// the vision and the text loop.
 pub(crate) struct RunFiles {
+    /// The run directory's lock, held (by the OS, released when this process ends however it
+    /// ends) for as long as the run is being written.
+    _lock: File,
     run_dir: PathBuf,
     config_hash: String,
     metrics_file: BufWriter<File>,
@@ -360,6 +361,7 @@ impl RunFiles {
     ) -> Result<(Self, ModuleOptimizer)> {
         let run_dir = options.run_dir.clone();
         fs::create_dir_all(&run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
+        let lock = lock_run_dir(&run_dir)?;
         let config_hash = config.hash();
         let (checkpoint, optim) = load_checkpoint(&run_dir, &config_hash, model, optim)?;
         let history = checkpoint.as_ref().map(|state| state.history.clone()).unwrap_or_default();
@@ -374,13 +376,14 @@ impl RunFiles {
         }
         metrics_file.flush()?;
         let start_epoch = history.len();
-        Ok((RunFiles { run_dir, config_hash, metrics_file, history, checkpoint, start_epoch }, optim))
+        Ok((RunFiles { _lock: lock, run_dir, config_hash, metrics_file, history, checkpoint, start_epoch }, optim))
     }
 
     /// Puts the checkpoint's Center-loss centres and cached features back into `objective`.
-    pub fn restore(&mut self, objective: &mut ItraObjective, device: &Device) {
-        if let Some(mut state) = self.checkpoint.take() {
-            restore_objective(objective, &mut state, device);
+    pub fn restore(&mut self, objective: &mut ItraObjective, device: &Device) -> Result<()> {
+        match self.checkpoint.take() {
+            Some(mut state) => restore_objective(objective, &mut state, device),
+            None => Ok(()),
         }
     }
 
@@ -419,11 +422,25 @@ impl RunFiles {
     }
 }
 
+/// The training objective a [`LossConfig`] describes, for `num_classes` classes and features of
+/// width `feat_dim`; Center loss's centres live on `device`. Both training loops build theirs here.
+pub fn objective(loss: &LossConfig, num_classes: usize, feat_dim: usize, device: &Device) -> Result<ItraObjective> {
+    Ok(ItraObjectiveConfig::new(loss.method, num_classes, feat_dim)
+        .with_lambda(loss.lambda)
+        .with_second_batch(loss.second_batch)
+        .with_center_alpha(loss.center_alpha)
+        .with_center_init(loss.center_init)
+        .with_center_halve(loss.center_halve)
+        .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize).with_matching(loss.matching))
+        .init(device)?)
+}
+
 /// Trains `config` (resuming from its checkpoint if one exists), writing `config.json`,
 /// `metrics.jsonl` and `metrics.parquet`, the final `model.bpk` and, last, `result.json` into
 /// the run directory.
 /// Text encoders go to [`crate::text_train::train_text`].
 pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
+    config.validate().map_err(anyhow::Error::msg)?;
     let ModelConfig::Vision { arch } = config.model else {
         return crate::text_train::train_text(config, options);
     };
@@ -432,33 +449,28 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
-    let Splits { train: train_set, validation: validation_set, test: test_set } = load_data(config, &options.data_dir)?;
+    let data = crate::vision_data::load(config, &options.data_dir)?;
     if config.batch_size == 0 {
         bail!("the batch size must be positive");
     }
-    if train_set.len() < config.batch_size {
-        bail!("the training set has {} examples, fewer than one batch of {}", train_set.len(), config.batch_size);
+    if data.train.len() < config.batch_size {
+        bail!("the training set has {} examples, fewer than one batch of {}", data.train.len(), config.batch_size);
     }
     device.seed(init_seed(config.seed));
-    let shape = [train_set.channels, train_set.height, train_set.width];
-    let mut model = itra_models::build(arch, train_set.num_classes, shape, &device)?;
+    let mut model = itra_models::build(arch, data.num_classes(), data.input_shape, &device)?;
     let loss = &config.loss;
-    let mut objective = ItraObjectiveConfig::new(loss.method, train_set.num_classes, model.feat_dim())
-        .with_lambda(loss.lambda)
-        .with_second_batch(loss.second_batch)
-        .with_center_alpha(loss.center_alpha)
-        .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize))
-        .init(&device)?;
+    let mut objective = objective(loss, data.num_classes(), model.feat_dim(), &device)?;
 
     let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer(&config.optimizer))?;
-    files.restore(&mut objective, &device);
+    files.restore(&mut objective, &device)?;
     let start_epoch = files.start_epoch;
 
-    let norm = Normalization::of(&train_set);
-    let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
-    // Batches are assembled on the loader's worker threads ahead of the step; the distance probe
-    // and evaluation make theirs in place.
-    let pipeline = Pipeline::new(Arc::new(train_set), Augmentation::None, norm.clone(), config.seed);
+    let sampler = PairedSampler::new(data.train.len(), config.batch_size, config.seed);
+    // Batches are made (decoded, augmented, normalised) on the loader's worker threads ahead of
+    // the step, evaluation's too; the distance probe makes its two in place.
+    let pipeline = data.train_pipeline(config.seed);
+    let validation_pipeline = data.validation.as_ref().map(|v| data.eval_pipeline(v));
+    let test_pipeline = data.eval_pipeline(&data.test);
     let with_second = objective.second_forward() != SecondForward::None;
     let steps = sampler.steps_per_epoch();
     let total_steps = steps * config.epochs;
@@ -476,10 +488,12 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         for step in 0..steps {
             let global_step = epoch * steps + step;
             let lr = config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
+            objective.set_lambda(config.loss.lambda_at(global_step, total_steps));
             let (first_batch, second_batch) =
                 next_step(&mut loader, with_second).context("loading a training batch")?;
             let (images, labels) = to_tensor(first_batch, &device);
             let h1 = model.forward_features(images);
+            sums.features.add(&h1);
             let logits = model.forward_head(h1.clone());
             let second_labels;
             let second = match second_batch {
@@ -527,15 +541,19 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let inference = model.valid();
-        let validation = validation_set.as_ref().map(|v| evaluate(&inference, v, &norm, &eval_device));
-        let (test_accuracy, test_ce) = evaluate(&inference, &test_set, &norm, &eval_device);
+        let validation = validation_pipeline
+            .as_ref()
+            .map(|v| crate::vision_data::evaluate(&inference, v, &eval_device))
+            .transpose()?;
+        let (test_accuracy, test_ce) = crate::vision_data::evaluate(&inference, &test_pipeline, &eval_device)?;
         let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
         let line = format!(
-            "epoch {:>3}: train loss {:.4}  test accuracy {:.2}%  test CE {:.4}  {:.0} img/s",
+            "epoch {:>3}: train loss {:.4}  test accuracy {:.2}%  test CE {:.4}  dead units {:.1}%  {:.0} img/s",
             epoch + 1,
             metrics.train_loss,
             metrics.test_accuracy,
             metrics.test_ce,
+            100.0 * metrics.dead_unit_fraction.unwrap_or(0.0),
             metrics.images_per_second
         );
         announce(&bar, line);
@@ -576,6 +594,58 @@ pub(crate) struct Sums {
     pub sigma: f64,
     pub sigma_steps: usize,
     pub distance_trace: Vec<(usize, f64)>,
+    pub features: FeatureStats,
+}
+
+/// Collapse diagnostics over an epoch's `S1` features: which units were ever non-zero, how many
+/// activations were zero, and the feature norms.
+#[derive(Debug, Default)]
+pub(crate) struct FeatureStats {
+    active: Vec<bool>,
+    zeros: usize,
+    entries: usize,
+    norm_sum: f64,
+    rows: usize,
+}
+
+impl FeatureStats {
+    /// Adds one batch of features `[m, d]` (read on the host; no gradient is involved).
+    pub fn add(&mut self, features: &Tensor<2>) {
+        let [rows, width] = features.dims();
+        if rows == 0 || width == 0 {
+            return;
+        }
+        let values: Vec<f32> = features.clone().detach().into_data().iter::<f32>().collect();
+        if self.active.len() != width {
+            self.active = vec![false; width];
+        }
+        for row in values.chunks_exact(width) {
+            let mut squares = 0f64;
+            for (unit, &v) in row.iter().enumerate() {
+                if v == 0.0 {
+                    self.zeros += 1;
+                } else {
+                    self.active[unit] = true;
+                }
+                squares += f64::from(v) * f64::from(v);
+            }
+            self.norm_sum += squares.sqrt();
+        }
+        self.entries += rows * width;
+        self.rows += rows;
+    }
+
+    /// `(dead_unit_fraction, zero_activation_fraction, feature_norm)`, if any batch was added.
+    pub fn finish(&self) -> Option<(f64, f64, f64)> {
+        (self.rows > 0).then(|| {
+            let dead = self.active.iter().filter(|&&a| !a).count();
+            (
+                dead as f64 / self.active.len() as f64,
+                self.zeros as f64 / self.entries as f64,
+                self.norm_sum / self.rows as f64,
+            )
+        })
+    }
 }
 
 impl Sums {
@@ -610,6 +680,7 @@ impl Sums {
     ) -> EpochMetrics {
         let mean = |sum: f64, count: usize| (count > 0).then(|| sum / count as f64);
         let steps = self.steps.max(1) as f64;
+        let features = self.features.finish();
         EpochMetrics {
             epoch: epoch + 1,
             train_loss: self.loss / steps,
@@ -624,6 +695,9 @@ impl Sums {
             test_ce,
             images_per_second: (self.steps * batch_size) as f64 / train_seconds.max(1e-9),
             train_seconds,
+            dead_unit_fraction: features.map(|f| f.0),
+            zero_activation_fraction: features.map(|f| f.1),
+            feature_norm: features.map(|f| f.2),
         }
     }
 }
@@ -634,4 +708,26 @@ pub fn peak_rss_mib() -> Option<f64> {
     let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
     let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn feature_stats_find_dead_units_zeros_and_norms() {
+        // Two batches of 2 x 3 features; unit 2 is zero everywhere (dead), units 0 and 1 are
+        // non-zero somewhere. Zeros: 4 + 3 of 12 entries. Norms: |(3,4,0)| = 5, |(0,0,0)| = 0,
+        // |(1,0,0)| = 1, |(2,2,0)| = sqrt(8).
+        let device = Device::flex();
+        let batch = |values: Vec<f32>| Tensor::<2>::from_data(TensorData::new(values, [2, 3]), &device);
+        let mut stats = FeatureStats::default();
+        assert_eq!(stats.finish(), None);
+        stats.add(&batch(vec![3.0, 4.0, 0.0, 0.0, 0.0, 0.0]));
+        stats.add(&batch(vec![1.0, 0.0, 0.0, 2.0, 2.0, 0.0]));
+        let (dead, zeros, norm) = stats.finish().unwrap();
+        assert_eq!(dead, 1.0 / 3.0);
+        assert_eq!(zeros, 7.0 / 12.0);
+        assert!((norm - (5.0 + 0.0 + 1.0 + 8f64.sqrt()) / 4.0).abs() < 1e-12);
+    }
 }

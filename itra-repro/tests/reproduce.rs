@@ -27,6 +27,7 @@ fn runner(root: &Path) -> Runner {
         data_dir: root.join("data"),
         runs_dir: root.join("runs"),
         results_dir: root.join("results"),
+        archive_dir: None,
         seeds: Profile::Smoke.default_seeds(),
         device: DeviceSpec::Cpu,
         progress: false,
@@ -125,6 +126,27 @@ fn finished_runs_are_reused_not_rerun() {
     assert_eq!(before, after, "a second reproduce rewrites no finished run");
 }
 
+#[test]
+fn committed_runs_are_found_again_from_a_fresh_clone() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let runner = runner(root.path());
+    let first = std::fs::read_to_string(reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap()).unwrap();
+    // What a clone has: the archived small files under results/smoke/runs, no runs directory.
+    let archive = runner.results_dir.join("smoke").join("runs");
+    let archived: Vec<_> = std::fs::read_dir(&archive).unwrap().map(|e| e.unwrap().path()).collect();
+    assert!(!archived.is_empty());
+    for dir in &archived {
+        let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        names.sort();
+        assert_eq!(names, ["config.json", "metrics.jsonl", "result.json"], "no weights in {}", dir.display());
+    }
+    std::fs::remove_dir_all(&runner.runs_dir).unwrap();
+    let second = std::fs::read_to_string(reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap()).unwrap();
+    assert!(!runner.runs_dir.exists(), "nothing was trained again");
+    assert_eq!(first, second);
+}
+
 /// Kills `itra train` (SIGKILL) right after its first checkpoint, resumes it, and checks the
 /// final numbers against an uninterrupted run of the same configuration.
 #[test]
@@ -138,6 +160,38 @@ fn a_killed_run_resumes_to_identical_numbers() {
         "itra-c",
         "--second-batch",
         "cached",
+        "--batch-size",
+        "32",
+    ]);
+}
+
+/// The same with seeded crop-and-flip augmentation: a resumed epoch draws the same views.
+#[test]
+fn a_killed_augmented_run_resumes_to_identical_numbers() {
+    kill_and_resume(&[
+        "--dataset",
+        "synthetic:3x32x32:10:640:64",
+        "--model",
+        "small-cnn",
+        "--method",
+        "itra-c",
+        "--augmentation",
+        "crop-flip",
+        "--batch-size",
+        "32",
+    ]);
+}
+
+/// The same for Center loss: the centres and which classes are initialised are restored.
+#[test]
+fn a_killed_center_run_resumes_to_identical_numbers() {
+    kill_and_resume(&[
+        "--dataset",
+        "synthetic:1x28x28:10:640:64",
+        "--model",
+        "small-cnn",
+        "--method",
+        "center",
         "--batch-size",
         "32",
     ]);

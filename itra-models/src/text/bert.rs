@@ -10,7 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Activation, BertConfig};
 use super::layers::{embedding, key_padding_bias, layer_norm, linear, merge_heads, scaled_dot_product, split_heads};
-use super::{TextFeatureModel, TokenBatch};
+use super::{ClsPosition, TextFeatureModel, TextFeatures, TokenBatch};
 
 /// `BertEmbeddings`: word + absolute position + token type, LayerNorm, dropout.
 #[derive(Module, Debug)]
@@ -180,12 +180,16 @@ impl BertModel {
     }
 }
 
-/// `BertForSequenceClassification`: pooler, dropout, `classifier`.
+/// `BertForSequenceClassification`: pooler, dropout, `classifier`; with [`TextFeatures::Cls`]
+/// or [`TextFeatures::Mean`] that representation takes the pooler's place.
 #[derive(Module, Debug)]
 pub struct BertClassifier {
     pub bert: BertModel,
     pub dropout: Dropout,
     pub classifier: Linear,
+    /// What `classifier` reads.
+    #[module(skip)]
+    pub features: TextFeatures,
 }
 
 impl BertClassifier {
@@ -194,13 +198,19 @@ impl BertClassifier {
             bert: BertModel::new(config, device),
             dropout: DropoutConfig::new(config.classifier_dropout.unwrap_or(config.hidden_dropout_prob)).init(),
             classifier: linear(config.hidden_size, num_classes, config.initializer_range, device),
+            features: TextFeatures::Pooler,
         }
     }
 }
 
 impl TextFeatureModel for BertClassifier {
     fn forward_features(&self, batch: &TokenBatch) -> Tensor<2> {
-        self.dropout.forward(self.bert.pool(self.bert.last_hidden_state(batch)))
+        let hidden = self.bert.last_hidden_state(batch);
+        let features = match self.features.from_hidden(hidden.clone(), &batch.attention_mask, ClsPosition::First) {
+            Some(features) => features,
+            None => self.bert.pool(hidden),
+        };
+        self.dropout.forward(features)
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

@@ -11,7 +11,7 @@ use burn::tensor::{Device, Int, Tensor};
 
 use super::config::{Activation, DistilBertConfig};
 use super::layers::{embedding, key_padding_bias, layer_norm, linear, merge_heads, scaled_dot_product, split_heads};
-use super::{TextFeatureModel, TokenBatch};
+use super::{ClsPosition, TextFeatureModel, TextFeatures, TokenBatch};
 
 /// DistilBERT's fixed LayerNorm epsilon (not in its config).
 const LAYER_NORM_EPS: f64 = 1e-12;
@@ -142,13 +142,17 @@ impl DistilBertModel {
 }
 
 /// `DistilBertForSequenceClassification`: first token, `pre_classifier`, ReLU, dropout,
-/// `classifier`.
+/// `classifier`; with [`TextFeatures::Cls`] or [`TextFeatures::Mean`] that representation
+/// takes the place of `relu(pre_classifier(..))`.
 #[derive(Module, Debug)]
 pub struct DistilBertClassifier {
     pub distilbert: DistilBertModel,
     pub pre_classifier: Linear,
     pub dropout: Dropout,
     pub classifier: Linear,
+    /// What `classifier` reads.
+    #[module(skip)]
+    pub features: TextFeatures,
 }
 
 impl DistilBertClassifier {
@@ -159,6 +163,7 @@ impl DistilBertClassifier {
             pre_classifier: linear(config.dim, config.dim, std, device),
             dropout: DropoutConfig::new(config.seq_classif_dropout).init(),
             classifier: linear(config.dim, num_classes, std, device),
+            features: TextFeatures::Pooler,
         }
     }
 }
@@ -166,6 +171,9 @@ impl DistilBertClassifier {
 impl TextFeatureModel for DistilBertClassifier {
     fn forward_features(&self, batch: &TokenBatch) -> Tensor<2> {
         let hidden = self.distilbert.last_hidden_state(batch);
+        if let Some(features) = self.features.from_hidden(hidden.clone(), &batch.attention_mask, ClsPosition::First) {
+            return self.dropout.forward(features);
+        }
         let [size, _, width] = hidden.dims();
         let first = hidden.narrow(1, 0, 1).reshape([size, width]);
         self.dropout.forward(relu(self.pre_classifier.forward(first)))

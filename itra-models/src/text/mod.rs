@@ -18,7 +18,11 @@
 //! - DistilBERT: first token, `pre_classifier`, ReLU, dropout, `classifier`;
 //! - XLNet: sequence summary (last token, `summary` projection, tanh, dropout), `logits_proj`.
 //!
-//! [`TextFeatureModel::forward_features`] returns the input of the final linear layer.
+//! [`TextFeatureModel::forward_features`] returns the input of the final linear layer. Which
+//! representation that is can be changed with [`TextModel::with_features`] ([`TextFeatures`]):
+//! the head's own ([`TextFeatures::Pooler`], the default), the last hidden state at the CLS
+//! position, or the masked mean of the last hidden states, each fed (after the head's dropout)
+//! to the final linear layer in place of the head's pooled output.
 //! A head the checkpoint lacks is initialised as `transformers` does (`N(0, initializer_range)`
 //! weights, zero biases).
 
@@ -26,6 +30,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use serde::{Deserialize, Serialize};
 
 pub mod bert;
 pub mod config;
@@ -119,9 +124,87 @@ pub struct TokenBatch {
     pub token_type_ids: Tensor<2, Int>,
 }
 
+/// Which representation of the encoder the final linear layer reads, and so which one
+/// [`TextFeatureModel::forward_features`] returns (the one ITRA and Center loss act on).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TextFeatures {
+    /// The head's own pooled output (`transformers`' sequence-classification head): BERT's
+    /// pooler (`tanh(dense(h_CLS))`), DistilBERT's `relu(pre_classifier(h_CLS))`, XLNet's
+    /// sequence summary.
+    #[default]
+    Pooler,
+    /// The last hidden state at the CLS position: the first token for BERT and DistilBERT, the
+    /// last for XLNet (whose batches are padded on the left).
+    Cls,
+    /// The mean of the last hidden states over the real (unmasked) tokens.
+    Mean,
+}
+
+impl TextFeatures {
+    /// Every choice.
+    pub const ALL: [TextFeatures; 3] = [TextFeatures::Pooler, TextFeatures::Cls, TextFeatures::Mean];
+
+    /// The name on the command line and in `config.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextFeatures::Pooler => "pooler",
+            TextFeatures::Cls => "cls",
+            TextFeatures::Mean => "mean",
+        }
+    }
+
+    /// The `[batch, hidden]` representation of `hidden` this names, when it is not the head's
+    /// own pooled output (`None` for [`TextFeatures::Pooler`]). `cls_position` is the token the
+    /// family's head reads.
+    pub(crate) fn from_hidden(
+        self,
+        hidden: Tensor<3>,
+        attention_mask: &Tensor<2, Int>,
+        cls_position: ClsPosition,
+    ) -> Option<Tensor<2>> {
+        let [batch, len, width] = hidden.dims();
+        match self {
+            TextFeatures::Pooler => None,
+            TextFeatures::Cls => {
+                let position = match cls_position {
+                    ClsPosition::First => 0,
+                    ClsPosition::Last => len - 1,
+                };
+                Some(hidden.narrow(1, position, 1).reshape([batch, width]))
+            }
+            TextFeatures::Mean => Some(mean_pool(hidden, attention_mask.clone())),
+        }
+    }
+}
+
+/// Where a family's classification token sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ClsPosition {
+    First,
+    Last,
+}
+
+impl std::fmt::Display for TextFeatures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TextFeatures {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        TextFeatures::ALL
+            .into_iter()
+            .find(|f| f.name() == s)
+            .ok_or_else(|| format!("unknown text features `{s}`; expected pooler, cls or mean"))
+    }
+}
+
 /// The text analogue of [`crate::FeatureModel`]: `forward == forward_head . forward_features`.
 pub trait TextFeatureModel {
-    /// The input of the final linear layer.
+    /// The input of the final linear layer (see [`TextFeatures`]).
     ///
     /// # Shapes
     /// - output: `[batch, feat_dim]`
@@ -207,6 +290,22 @@ impl TextModel {
         let mut model = TextModel::new(&config, num_classes, device)?;
         weights::load_checkpoint(&mut model, config.model_type(), &dir.join("model.safetensors"))?;
         Ok(model)
+    }
+
+    /// The same model with its final linear layer reading `features` (the head's other layers
+    /// stay, unused unless `features` is [`TextFeatures::Pooler`]).
+    pub fn with_features(mut self, features: TextFeatures) -> Self {
+        match &mut self {
+            TextModel::Bert(model) => model.features = features,
+            TextModel::DistilBert(model) => model.features = features,
+            TextModel::XlNet(model) => model.features = features,
+        }
+        self
+    }
+
+    /// Which representation the final linear layer reads.
+    pub fn features(&self) -> TextFeatures {
+        delegate!(self, model => model.features)
     }
 
     /// The family.

@@ -15,7 +15,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::{Activation, XlNetConfig};
 use super::layers::{embedding, layer_norm, linear};
-use super::{TextFeatureModel, TokenBatch};
+use super::{ClsPosition, TextFeatureModel, TextFeatures, TokenBatch};
 
 /// `XLNetRelativeAttention`, with `transformers`' parameter layouts: `q`, `k`, `v`, `o`, `r`
 /// are `[d_model, n_head, d_head]`, the biases `[n_head, d_head]`, `seg_embed`
@@ -226,12 +226,16 @@ pub struct XlNetSequenceSummary {
     pub tanh: bool,
 }
 
-/// `XLNetForSequenceClassification`.
+/// `XLNetForSequenceClassification`; with [`TextFeatures::Cls`] or [`TextFeatures::Mean`] that
+/// representation (after the summary's last dropout) takes the summary's place.
 #[derive(Module, Debug)]
 pub struct XlNetClassifier {
     pub transformer: XlNetModel,
     pub sequence_summary: XlNetSequenceSummary,
     pub logits_proj: Linear,
+    /// What `logits_proj` reads.
+    #[module(skip)]
+    pub features: TextFeatures,
 }
 
 impl XlNetClassifier {
@@ -249,6 +253,7 @@ impl XlNetClassifier {
                 tanh: config.summary_activation.as_deref() == Some("tanh"),
             },
             logits_proj: linear(d_model, num_classes, std, device),
+            features: TextFeatures::Pooler,
         }
     }
 }
@@ -256,9 +261,12 @@ impl XlNetClassifier {
 impl TextFeatureModel for XlNetClassifier {
     fn forward_features(&self, batch: &TokenBatch) -> Tensor<2> {
         let hidden = self.transformer.last_hidden_state(batch);
+        let summary = &self.sequence_summary;
+        if let Some(features) = self.features.from_hidden(hidden.clone(), &batch.attention_mask, ClsPosition::Last) {
+            return summary.last_dropout.forward(features);
+        }
         let [size, len, width] = hidden.dims();
         let last = hidden.narrow(1, len - 1, 1).reshape([size, width]);
-        let summary = &self.sequence_summary;
         let projected = summary.summary.forward(summary.first_dropout.forward(last));
         summary.last_dropout.forward(if summary.tanh { projected.tanh() } else { projected })
     }

@@ -8,9 +8,8 @@ use serde::Serialize;
 
 use super::{Profile, Runner, figure1};
 use crate::figures::{ScatterGroup, TsneConfig, scatter_figure, tsne_flat};
-use crate::pipeline::{batch, to_tensor};
 use crate::provenance::write_atomic;
-use crate::train::{load_data, load_trained_model};
+use crate::train::load_trained_model;
 
 /// Test points embedded per panel.
 fn points(profile: Profile) -> usize {
@@ -30,26 +29,23 @@ pub struct Figure3Data {
     pub verdict: String,
 }
 
-/// Features of the first `n` test images under a finished run's model.
+/// Features of `n` test images (a class-stratified draw with the fixed test seed, the same for
+/// every run) under a finished run's model.
 fn test_features(
     runner: &Runner,
     config: &crate::ExperimentConfig,
     n: usize,
 ) -> Result<(Vec<f32>, usize, Vec<usize>, Vec<String>)> {
-    let splits = load_data(config, &runner.data_dir)?;
-    let norm = itra_data::Normalization::of(&splits.train);
+    let data = crate::vision_data::load(config, &runner.data_dir)?;
     let device = config.device.device()?;
-    let shape = [splits.train.channels, splits.train.height, splits.train.width];
-    let model = load_trained_model(config, &runner.run_dir(config), shape, splits.train.num_classes, &device)?;
-    let indices: Vec<usize> = (0..n.min(splits.test.len())).collect();
-    let mut features = Vec::new();
-    let mut labels = Vec::new();
-    for chunk in indices.chunks(500) {
-        let (images, chunk_labels) = to_tensor(batch(&splits.test, &norm, chunk), &device);
-        features.extend(model.forward_features(images).into_data().iter::<f32>());
-        labels.extend(chunk_labels);
-    }
-    Ok((features, model.feat_dim(), labels, splits.test.class_names.clone()))
+    let model = load_trained_model(config, &runner.run_dir(config), data.input_shape, data.num_classes(), &device)?;
+    let drawn = itra_data::stratified_draw(
+        &data.test.labels(),
+        n,
+        &mut crate::pipeline::rng(crate::vision_data::TEST_SUBSET_SEED, itra_data::Stream::Subset, 4),
+    );
+    let (features, labels) = crate::vision_data::features(&model, &data.eval_pipeline(&data.test), &drawn, &device)?;
+    Ok((features, model.feat_dim(), labels, data.class_names.clone()))
 }
 
 /// Within-class spread over between-class spread of the features.
@@ -97,7 +93,9 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
     for (config, label) in configs.iter().zip(&labels) {
         let mut config = config.clone();
         config.device = runner.device;
-        runner.run(&config)?; // seed 0, reused when Table 1 or Figure 1 already ran it
+        // Seed 0, reused when Table 1 or Figure 1 already ran it here; the committed copies of
+        // runs hold no weights, so from a fresh clone this trains it.
+        runner.run_with_model(&config)?;
         let (features, dim, classes, names) = test_features(runner, &config, points(profile))?;
         compact.push((label.clone(), compactness(&features, dim, &classes)));
         let tsne_config = TsneConfig {

@@ -4,7 +4,7 @@
 use itra_core::Method;
 use itra_models::Arch;
 
-use super::{Cell, Grid, Profile, Target, vision_config};
+use super::{Cell, Grid, Profile, Target, paper_augmentation, vision_config};
 use crate::config::OptimizerConfig;
 
 /// (dataset, model id, arch, smoke arch, paper batch sizes).
@@ -27,7 +27,9 @@ fn config(
     match profile {
         Profile::Paper => {
             let epochs = if dataset == "imagenet" { 90 } else { 200 };
-            vision_config(dataset, arch, method, lambda, sgd, epochs, batch)
+            let mut c = vision_config(dataset, arch, method, lambda, sgd, epochs, batch);
+            c.data.augmentation = paper_augmentation(dataset);
+            c
         }
         Profile::Cpu => {
             let mut c = vision_config(dataset, arch, method, lambda, sgd, 3, batch);
@@ -64,9 +66,14 @@ pub fn grid(profile: Profile) -> Grid {
     let notes = vec![match profile {
         Profile::Paper => "Lambda as the paper states (Center 0.05, ITRA 0.6). Recipe: SGD momentum 0.9, \
             weight decay 5e-4, lr 0.1 x batch/256, cosine; 200 epochs (CIFAR-100, CIFAR-form ResNet-101), \
-            90 epochs (ImageNet, torchvision ResNet-18 at 224x224)."
+            90 epochs (ImageNet, torchvision ResNet-18 at 224x224). Augmentation: `crop-flip` on CIFAR-100 \
+            (pad 4, random 32x32 crop, flip); `imagenet` on ImageNet (random-resized crop 224 and flip; \
+            evaluation resizes to 256 and centre-crops 224), its folders decoded per batch."
             .to_owned(),
-        Profile::Cpu => "cpu profile: 5,000 training and 1,000 test images, 3 epochs.".to_owned(),
+        Profile::Cpu => "cpu profile: 5,000 training and 1,000 test images (seeded draws, the test images \
+            stratified by class), 3 epochs, no augmentation (ImageNet: resized to 256 and centre-cropped \
+            to 224)."
+            .to_owned(),
         Profile::Smoke => format!(
             "smoke profile: generated data ({SMOKE_DATA}); batch sizes divided by 25; ResNet-18 (CIFAR form) \
              stands in for ResNet-101; one seed."
