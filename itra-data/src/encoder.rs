@@ -63,13 +63,14 @@ pub fn fetch_encoder_spec(
     for &(name, sha256) in spec.files {
         let dest = dir.join(name);
         let done = |source| FetchedFile { name: name.to_owned(), path: dest.clone(), source };
-        if dest.is_file() && matches_pin(&dest, sha256)? {
+        if dest.is_file() && matches_pin(&dest, sha256)? && check_structure(&dest).is_ok() {
             report.files.push(done(FileSource::AlreadyPresent));
             continue;
         }
         fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         if let Some(copy) = local_dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
             copy_into_place(&copy, &dest, sha256)?;
+            reject_malformed(&dest)?;
             report.files.push(done(FileSource::LocalCopy { path: copy }));
             continue;
         }
@@ -87,12 +88,71 @@ pub fn fetch_encoder_spec(
         }
         let checksum = sha256.map(crate::registry::Checksum::Sha256);
         let url = fetch_checked(&urls, &dest, None, checksum, options)?;
+        reject_malformed(&dest)?;
         report.files.push(done(FileSource::Downloaded { url }));
     }
     if !missing.is_empty() {
         return Err(DataError::Offline { missing });
     }
     Ok(report)
+}
+
+/// Removes `path` if [`check_structure`] rejects it, so that a cut download never looks ready.
+fn reject_malformed(path: &Path) -> Result<(), DataError> {
+    check_structure(path).inspect_err(|_| {
+        let _ = fs::remove_file(path);
+    })
+}
+
+/// Checks that an encoder file is whole, whatever its digest: a `.safetensors` file is exactly
+/// its 8-byte header length, its JSON header and the byte range the header's tensors end at; a
+/// `.json` file parses. A download cut short by a server that sent no `Content-Length` fails
+/// here even where no digest is pinned.
+pub fn check_structure(path: &Path) -> Result<(), DataError> {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    if name.ends_with(".json") {
+        let bytes = fs::read(path).map_err(|e| DataError::io(path, e))?;
+        return serde_json::from_slice::<serde_json::Value>(&bytes).map(|_| ()).map_err(|e| DataError::BadHeader {
+            path: path.to_owned(),
+            offset: e.column() as u64,
+            message: format!("not valid JSON: {e}"),
+        });
+    }
+    if !name.ends_with(".safetensors") {
+        return Ok(());
+    }
+    use std::io::Read;
+    let mut file = fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let actual = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let mut prefix = [0u8; 8];
+    if actual < 8 {
+        return Err(DataError::Truncated { path: path.to_owned(), expected: 8, actual });
+    }
+    file.read_exact(&mut prefix).map_err(|e| DataError::io(path, e))?;
+    let header_len = u64::from_le_bytes(prefix);
+    let after_prefix = actual - 8;
+    if header_len > after_prefix {
+        return Err(DataError::Truncated { path: path.to_owned(), expected: header_len, actual: after_prefix });
+    }
+    let mut header = vec![0u8; header_len as usize];
+    file.read_exact(&mut header).map_err(|e| DataError::io(path, e))?;
+    let bad = |message: String| DataError::BadHeader { path: path.to_owned(), offset: 8, message };
+    let header: serde_json::Value =
+        serde_json::from_slice(&header).map_err(|e| bad(format!("safetensors header is not JSON: {e}")))?;
+    let tensors = header.as_object().ok_or_else(|| bad("safetensors header is not a JSON object".to_owned()))?;
+    let mut data_len = 0u64;
+    for (tensor, info) in tensors.iter().filter(|(key, _)| *key != "__metadata__") {
+        let end = info["data_offsets"][1]
+            .as_u64()
+            .ok_or_else(|| bad(format!("tensor {tensor:?} has no data_offsets")))?;
+        data_len = data_len.max(end);
+    }
+    let expected = header_len + data_len;
+    match after_prefix.cmp(&expected) {
+        std::cmp::Ordering::Less => Err(DataError::Truncated { path: path.to_owned(), expected, actual: after_prefix }),
+        std::cmp::Ordering::Greater => Err(DataError::TrailingData { path: path.to_owned(), expected }),
+        std::cmp::Ordering::Equal => Ok(()),
+    }
 }
 
 /// Whether `path` matches the pinned SHA-256, if there is one.
@@ -174,5 +234,48 @@ mod tests {
         let sources: Vec<_> = report.files.iter().map(|f| matches!(f.source, FileSource::AlreadyPresent)).collect();
         assert_eq!(sources, [true, false, false]);
         assert!(!encoder_dir(data.path(), spec.id).join("tokenizer.json.part").exists());
+    }
+
+    /// A safetensors file of one f32 tensor `[2]`: header `{"w": ...}` and 8 data bytes.
+    fn safetensors_bytes() -> Vec<u8> {
+        let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 8]);
+        bytes
+    }
+
+    #[test]
+    fn a_cut_or_padded_safetensors_file_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.safetensors");
+        let whole = safetensors_bytes();
+        std::fs::write(&path, &whole).unwrap();
+        check_structure(&path).unwrap();
+        std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+        let err = check_structure(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated") && err.contains("model.safetensors"), "{err}");
+        std::fs::write(&path, &whole[..5]).unwrap();
+        assert!(matches!(check_structure(&path), Err(DataError::Truncated { .. })));
+        let mut padded = whole.clone();
+        padded.push(0);
+        std::fs::write(&path, &padded).unwrap();
+        assert!(matches!(check_structure(&path), Err(DataError::TrailingData { .. })));
+        let json = dir.path().join("config.json");
+        std::fs::write(&json, b"{\"hidden_size\": 3").unwrap();
+        assert!(check_structure(&json).unwrap_err().to_string().contains("not valid JSON"));
+    }
+
+    #[test]
+    fn a_cut_local_copy_is_not_accepted_as_an_encoder() {
+        let data = tempfile::tempdir().unwrap();
+        let local = tempfile::tempdir().unwrap();
+        let whole = safetensors_bytes();
+        std::fs::write(local.path().join("model.safetensors"), &whole[..whole.len() - 1]).unwrap();
+        let spec = EncoderSpec { id: "cut", files: &[("model.safetensors", None)], ..*spec("bert-base-uncased").unwrap() };
+        let options = DownloadOptions { offline: true, ..DownloadOptions::default() };
+        let err = fetch_encoder_spec(&spec, data.path(), &[local.path()], &options).unwrap_err();
+        assert!(matches!(err, DataError::Truncated { .. }), "{err}");
+        assert!(!encoder_dir(data.path(), "cut").join("model.safetensors").exists(), "nothing half-written is left");
     }
 }

@@ -148,8 +148,10 @@ pub enum FileState {
 }
 
 impl FileCheck {
+    /// Whether the file was verified: present with a matching digest. Extracted files whose
+    /// archive is gone are present but unverified, so not ok.
     pub fn is_ok(&self) -> bool {
-        matches!(self.state, FileState::Verified | FileState::VerifiedLocalCopy | FileState::ExtractedOnly)
+        matches!(self.state, FileState::Verified | FileState::VerifiedLocalCopy)
     }
 }
 
@@ -160,6 +162,11 @@ pub fn verify(id: &str, data_dir: &Path) -> Result<Vec<FileCheck>, DataError> {
 }
 
 pub(crate) fn check_file(spec: &DatasetSpec, file: &RemoteFile, data_dir: &Path) -> Result<FileCheck, DataError> {
+    if spec.format == Format::Idx
+        && let Some(check) = check_idx_file(spec, file, data_dir)?
+    {
+        return Ok(check);
+    }
     let path = data_dir.join(spec.id).join(file.name);
     let check = |state| Ok(FileCheck { name: file.name, path: path.clone(), state });
     if path.is_file() {
@@ -192,6 +199,48 @@ pub(crate) fn check_file(spec: &DatasetSpec, file: &RemoteFile, data_dir: &Path)
         return check(FileState::ExtractedOnly);
     }
     check(FileState::Missing)
+}
+
+/// An IDX file as the loader reads it: the first of `<data_dir>/<id>/<subdir>` and the local
+/// copies that holds it, gzipped (`<name>.gz`) or not, the gzipped one first (`idx::find_file`).
+/// A gzipped file is checked against the archive digest or, failing that, its payload's; an
+/// uncompressed one against the payload digest. `None` if no copy exists.
+fn check_idx_file(spec: &DatasetSpec, file: &RemoteFile, data_dir: &Path) -> Result<Option<FileCheck>, DataError> {
+    let mut dirs = vec![data_dir.join(spec.id).join(spec.subdir)];
+    dirs.extend(spec.local_copies.iter().map(PathBuf::from));
+    let Some(path) = dirs.iter().find_map(|dir| crate::idx::find_file(dir, file.name)) else {
+        return Ok(None);
+    };
+    let is_gz = path.file_name().is_some_and(|n| n == file.name);
+    let payload_matches = |path: &Path| file.payload_sha256.is_some_and(|p| payload_sha256(path).is_ok_and(|a| a == p));
+    let state = if is_gz {
+        let actual = file_digest(&path, file.checksum)?;
+        if actual == file.checksum.hex() {
+            FileState::Verified
+        } else if payload_matches(&path) {
+            FileState::VerifiedLocalCopy
+        } else {
+            FileState::Mismatch { algorithm: file.checksum.algorithm(), expected: file.checksum.hex().to_owned(), actual }
+        }
+    } else {
+        match file.payload_sha256 {
+            Some(expected) => {
+                let actual = payload_sha256(&path)?;
+                if actual == expected {
+                    FileState::VerifiedLocalCopy
+                } else {
+                    FileState::Mismatch { algorithm: "sha256 (decompressed)", expected: expected.to_owned(), actual }
+                }
+            }
+            // Nothing registered describes the uncompressed bytes: they cannot be checked.
+            None => FileState::Mismatch {
+                algorithm: "sha256 (decompressed)",
+                expected: "no registered payload digest".to_owned(),
+                actual: payload_sha256(&path)?,
+            },
+        }
+    };
+    Ok(Some(FileCheck { name: file.name, path, state }))
 }
 
 /// The first registered local copy of `file`, if any exists.
@@ -251,6 +300,8 @@ mod tests {
         assert!(!kmnist.is_ready() && kmnist.missing.len() == 4, "{kmnist:?}");
         let checks = verify("cifar10", data.path()).unwrap();
         assert_eq!(checks[0].state, FileState::ExtractedOnly);
+        // Present, but nothing checked their bytes: not verified.
+        assert!(!checks[0].is_ok());
     }
 
     #[test]
@@ -280,6 +331,20 @@ mod tests {
                 if expected == "bdb82020997e1d708af4cf47b453dcf7" && actual.len() == 32
         ));
         assert!(checks[1..].iter().all(|c| c.state == FileState::Missing));
+        assert!(!checks[0].is_ok());
+    }
+
+    #[test]
+    fn verify_checks_the_uncompressed_file_the_loader_reads() {
+        // A truncated uncompressed copy in the data directory is what `info` and training read
+        // (it comes before Debian's intact .gz); verify must judge that file, not the system copy.
+        let data = tempfile::tempdir().unwrap();
+        let dir = data.path().join("fmnist");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("train-images-idx3-ubyte"), [0u8, 0, 8, 3, 0, 0, 0, 1]).unwrap();
+        let checks = verify("fmnist", data.path()).unwrap();
+        assert_eq!(checks[0].path, dir.join("train-images-idx3-ubyte"));
+        assert!(matches!(&checks[0].state, FileState::Mismatch { algorithm: "sha256 (decompressed)", .. }));
         assert!(!checks[0].is_ok());
     }
 }

@@ -170,14 +170,29 @@ fn verify(id: &str, data_dir: &Path) -> Result<()> {
     if let Some(encoder) = registry::encoder(id) {
         let dir = itra_data::encoder::encoder_dir(data_dir, id);
         let missing: Vec<_> = encoder.files.iter().filter(|(name, _)| !dir.join(name).is_file()).collect();
+        let mut unverified = 0;
+        let mut failed = 0;
         for (name, sha256) in encoder.files {
             let path = dir.join(name);
-            let state = match sha256 {
-                _ if !path.is_file() => "missing".to_owned(),
-                None => "present (no pinned digest)".to_owned(),
-                Some(expected) => {
+            let structure = path.is_file().then(|| itra_data::encoder::check_structure(&path));
+            let state = match (sha256, structure) {
+                (_, None) => "missing".to_owned(),
+                (_, Some(Err(err))) => {
+                    failed += 1;
+                    format!("malformed: {err}")
+                }
+                (None, Some(Ok(()))) => {
+                    unverified += 1;
+                    "whole (structure checked), content NOT verified: no pinned digest".to_owned()
+                }
+                (Some(expected), Some(Ok(()))) => {
                     let actual = itra_data::file_digest(&path, registry::Checksum::Sha256(expected))?;
-                    if actual == *expected { "verified".to_owned() } else { format!("sha256 mismatch: got {actual}") }
+                    if actual == *expected {
+                        "verified".to_owned()
+                    } else {
+                        failed += 1;
+                        format!("sha256 mismatch: got {actual}")
+                    }
                 }
             };
             println!("  {name:<34} {state}");
@@ -185,6 +200,17 @@ fn verify(id: &str, data_dir: &Path) -> Result<()> {
         if !missing.is_empty() {
             bail!("{id}: {} of {} files missing; run `itra data fetch {id}`", missing.len(), encoder.files.len());
         }
+        if failed > 0 {
+            bail!("{id}: {failed} of {} files failed verification", encoder.files.len());
+        }
+        if unverified > 0 {
+            bail!(
+                "{id}: {unverified} of {} files have no pinned sha256 in the registry, so their content cannot be \
+                 verified (they are whole: every safetensors and JSON file checks structurally)",
+                encoder.files.len()
+            );
+        }
+        println!("{id}: all {} files verified", encoder.files.len());
         return Ok(());
     }
     let checks = itra_data::verify(id, data_dir)?;
@@ -193,7 +219,11 @@ fn verify(id: &str, data_dir: &Path) -> Result<()> {
         let state = match &check.state {
             itra_data::FileState::Verified => "verified".to_owned(),
             itra_data::FileState::VerifiedLocalCopy => "verified (decompressed payload)".to_owned(),
-            itra_data::FileState::ExtractedOnly => "archive removed; extracted files present".to_owned(),
+            itra_data::FileState::ExtractedOnly => {
+                "NOT verified: the archive was removed after extraction and its extracted files have no \
+                 registered digest; fetch it again to verify"
+                    .to_owned()
+            }
             itra_data::FileState::Missing => "missing".to_owned(),
             itra_data::FileState::Mismatch { algorithm, expected, actual } => {
                 format!("{algorithm} mismatch: expected {expected}, got {actual}")

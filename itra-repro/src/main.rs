@@ -72,7 +72,7 @@ struct ReproduceArgs {
     /// paper, cpu or smoke.
     #[arg(long, default_value = "cpu")]
     profile: Profile,
-    /// Seeds per configuration (default: 3 for paper, 2 for cpu and smoke).
+    /// Seeds per configuration (default: 3 for paper and cpu, 2 for smoke).
     #[arg(long)]
     seeds: Option<usize>,
     /// cpu, cuda:N, tch-cpu or tch-cuda:N.

@@ -715,6 +715,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_run_directory_is_locked_while_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_run_dir(dir.path()).unwrap();
+        // A second open file description (as another process has) cannot take it.
+        let err = lock_run_dir(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("in use by another process"), "{err}");
+        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
+        drop(held);
+        lock_run_dir(dir.path()).expect("free again once the holder is gone");
+    }
+
+    #[test]
     fn feature_stats_find_dead_units_zeros_and_norms() {
         // Two batches of 2 x 3 features; unit 2 is zero everywhere (dead), units 0 and 1 are
         // non-zero somewhere. Zeros: 4 + 3 of 12 entries. Norms: |(3,4,0)| = 5, |(0,0,0)| = 0,
