@@ -227,9 +227,9 @@ mod tests {
         let copied = encoder_dir(data.path(), spec.id).join("config.json");
         assert_eq!(std::fs::read(&copied).unwrap(), b"{}");
 
-        for name in ["model.safetensors", "tokenizer.json"] {
-            std::fs::write(local.path().join(name), name).unwrap();
-        }
+        // Whole files (a cut one is refused, see `a_cut_local_copy_is_not_accepted_as_an_encoder`).
+        std::fs::write(local.path().join("model.safetensors"), safetensors_bytes()).unwrap();
+        std::fs::write(local.path().join("tokenizer.json"), b"{\"model\": {}}").unwrap();
         let report = fetch_encoder_spec(spec, data.path(), &[local.path()], &options).unwrap();
         let sources: Vec<_> = report.files.iter().map(|f| matches!(f.source, FileSource::AlreadyPresent)).collect();
         assert_eq!(sources, [true, false, false]);

@@ -533,7 +533,14 @@ fn encoders_come_from_the_mirror_and_pinned_digests_are_checked() {
 
     let files = [
         ("config.json", b"{\"hidden_size\": 4}".to_vec()),
-        ("model.safetensors", vec![7u8; 300]),
+        ("model.safetensors", {
+            // One f32 tensor [2]: the 8-byte header length, the JSON header, 8 data bytes.
+            let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+            bytes.extend_from_slice(header);
+            bytes.extend_from_slice(&[7u8; 8]);
+            bytes
+        }),
         ("tokenizer.json", b"{}".to_vec()),
     ];
     let routes = files

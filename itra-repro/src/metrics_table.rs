@@ -33,6 +33,9 @@ pub fn frame(history: &[EpochMetrics]) -> Result<DataFrame> {
         float("test_ce", |m| m.test_ce),
         float("images_per_second", |m| m.images_per_second),
         float("train_seconds", |m| m.train_seconds),
+        optional("dead_unit_fraction", |m| m.dead_unit_fraction),
+        optional("zero_activation_fraction", |m| m.zero_activation_fraction),
+        optional("feature_norm", |m| m.feature_norm),
     ];
     DataFrame::new_infer_height(columns).context("building the metrics table")
 }
@@ -66,6 +69,9 @@ mod tests {
             test_ce: 0.3,
             images_per_second: 1000.0,
             train_seconds: 12.5,
+            dead_unit_fraction: Some(0.25),
+            zero_activation_fraction: Some(0.5),
+            feature_norm: regularizer.map(|_| 7.0),
         }
     }
 
@@ -76,7 +82,7 @@ mod tests {
         write(dir.path(), &history).unwrap();
         let file = std::fs::File::open(dir.path().join(FILE)).unwrap();
         let read = ParquetReader::new(file).finish().unwrap();
-        assert_eq!(read.shape(), (2, 12));
+        assert_eq!(read.shape(), (2, 15));
         assert_eq!(read, frame(&history).unwrap());
         let accuracy: Vec<Option<f64>> = read.column("test_accuracy").unwrap().f64().unwrap().iter().collect();
         assert_eq!(accuracy, [Some(81.0), Some(82.0)]);

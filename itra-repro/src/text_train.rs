@@ -10,15 +10,16 @@
 //!   follows the configured schedule;
 //! - Figure 1's distance ratio is measured every [`DISTANCE_EVERY`] steps on the training
 //!   forward's features, and only for methods that forward `S2`;
-//! - `LossConfig::lambda_warmup` ramps lambda from 0 over the first part of the steps;
-//! - with `config.data.validation > 0`, that many training examples (a draw stratified by
-//!   class, seeded by the run's seed) are held out and evaluated after every epoch into
-//!   `val_accuracy` and `val_ce`; `train_limit` then draws from the rest;
 //! - each epoch appends to `text_diagnostics.jsonl` in the run directory what the held-out
 //!   features look like ([`HeldOutDiagnostics`]: their spread, how much of it separates the
 //!   classes, the share of the most predicted class), the signs of a collapse;
 //! - checkpoints, resume and run files are those of the vision loop (per epoch; the final
 //!   `model.bpk` holds the fine-tuned encoder and head).
+//!
+//! As in the vision loop, lambda ramps up over `LossConfig::lambda_warmup` of the steps, and
+//! `config.data.validation > 0` holds out that many training examples (a draw stratified by
+//! class, seeded by the run's seed; `train_limit` then draws from the rest), evaluated after
+//! every epoch into `val_accuracy` and `val_ce`, by which the experiment runner picks lambda.
 //!
 //! # The `ag_news-test-split` dataset
 //! The CPU reproduction trains on AG News' 7,600-example **test** CSV alone, split once with a
@@ -426,6 +427,68 @@ fn append_diagnostics(run_dir: &Path, diagnostics: &HeldOutDiagnostics) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn text_config(validation: usize, train_limit: Option<usize>) -> ExperimentConfig {
+        use crate::config::{DataConfig, LossConfig, OptimizerConfig, Schedule, TextFeatures};
+        let mut data = DataConfig::new("synthetic-text:3:300:30");
+        data.validation = validation;
+        data.train_limit = train_limit;
+        ExperimentConfig {
+            data,
+            model: ModelConfig::Text { encoder: "tiny-bert".into(), max_len: 16, text_features: TextFeatures::Pooler },
+            loss: LossConfig::baseline(),
+            optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
+            schedule: Schedule::Constant,
+            epochs: 1,
+            batch_size: 8,
+            seed: 5,
+            device: crate::device::DeviceSpec::Cpu,
+        }
+    }
+
+    #[test]
+    fn validation_split_is_stratified_disjoint_and_seeded() {
+        let data_dir = Path::new("/nonexistent");
+        let all = crate::synthetic::load_text("synthetic-text:3:300:30", Split::Train).unwrap();
+        let splits = load_text_data(&text_config(60, Some(90)), data_dir).unwrap();
+        let validation = splits.validation.expect("a validation split");
+        assert_eq!((validation.len(), splits.train.len(), splits.test.len()), (60, 90, 30));
+        for class in 0..3u32 {
+            let share = all.labels.iter().filter(|&&l| l == class).count() * 60 / all.len();
+            let held = validation.labels.iter().filter(|&&l| l == class).count();
+            assert!(held.abs_diff(share) <= 1, "class {class}: {held} held out, share {share}");
+        }
+        // Disjoint: without a limit, training and validation rows partition the training split.
+        let whole = load_text_data(&text_config(60, None), data_dir).unwrap();
+        let mut parts: Vec<&String> =
+            whole.train.texts.iter().chain(&whole.validation.as_ref().unwrap().texts).collect();
+        let mut every: Vec<&String> = all.texts.iter().collect();
+        parts.sort();
+        every.sort();
+        assert_eq!(parts, every);
+        // Seeded: the same seed draws the same rows.
+        let again = load_text_data(&text_config(60, Some(90)), data_dir).unwrap();
+        assert_eq!(again.validation.unwrap().texts, validation.texts);
+        assert_eq!(again.train.texts, splits.train.texts);
+        // No validation split: the training subset of a seeded permutation, as before.
+        let legacy = load_text_data(&text_config(0, Some(90)), data_dir).unwrap();
+        assert!(legacy.validation.is_none());
+        let mut order: Vec<usize> = (0..all.len()).collect();
+        order.shuffle(&mut rng(5, Stream::Subset, 0));
+        assert_eq!(legacy.train.texts, all.subset(&order[..90]).texts);
+        assert!(load_text_data(&text_config(300, None), data_dir).is_err(), "nothing left to train on");
+    }
+
+    #[test]
+    fn lambda_warms_up_linearly() {
+        let mut loss = crate::config::LossConfig { lambda: 0.6, ..crate::config::LossConfig::baseline() };
+        assert_eq!(loss.lambda_at(0, 100), 0.6, "no warm-up");
+        loss.lambda_warmup = 0.1;
+        assert_eq!(loss.lambda_at(0, 100), 0.0);
+        assert!((loss.lambda_at(5, 100) - 0.3).abs() < 1e-12);
+        assert_eq!(loss.lambda_at(10, 100), 0.6);
+        assert_eq!(loss.lambda_at(99, 100), 0.6);
+    }
 
     #[test]
     fn diagnostics_see_a_collapse() {

@@ -170,7 +170,7 @@ fn a_killed_run_resumes_to_identical_numbers() {
 fn a_killed_augmented_run_resumes_to_identical_numbers() {
     kill_and_resume(&[
         "--dataset",
-        "synthetic:3x32x32:10:640:64",
+        "synthetic:1x28x28:10:640:64",
         "--model",
         "small-cnn",
         "--method",

@@ -118,3 +118,30 @@ pub fn check_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<()>
     itra_data::load_text_dataset(id, data_dir, itra_data::Split::Test)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_profile_chooses_lambda_on_a_validation_split() {
+        let cpu = grid(Profile::Cpu);
+        let lambdas = |method: Method| -> Vec<f64> {
+            let cell = cpu.cells.iter().find(|c| c.method == method).expect("a cell per method");
+            cell.candidates.iter().map(|c| c.loss.lambda).collect()
+        };
+        assert_eq!(lambdas(Method::Baseline), [0.0]);
+        assert_eq!(lambdas(Method::Center), CPU_LAMBDAS_CENTER);
+        assert_eq!(lambdas(Method::ItraC), CPU_LAMBDAS_ITRA_C);
+        for config in cpu.cells.iter().flat_map(|c| &c.candidates) {
+            assert_eq!(config.data.validation, CPU_VALIDATION);
+            assert_eq!(config.data.dataset, AG_NEWS_TEST_SPLIT);
+            config.validate().expect("a valid configuration");
+        }
+        // The smoke profile keeps one candidate per cell and no validation split (its snapshot).
+        for cell in grid(Profile::Smoke).cells {
+            assert_eq!(cell.candidates.len(), 1);
+            assert_eq!(cell.candidates[0].data.validation, 0);
+        }
+    }
+}
