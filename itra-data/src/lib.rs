@@ -42,7 +42,7 @@ pub use registry::{DatasetSpec, Format, spec};
 
 pub use augment::Augmentation;
 pub use loader::{Batch, BatchRequest, ImageSource, Loader, LoaderOptions, Pipeline, folder_source};
-pub use sampler::stratified_draw;
+pub use sampler::{holdout_split, stratified_draw};
 pub use normalize::{Normalization, STATS_FILE};
 pub use sampler::{PairedSampler, Stream};
 

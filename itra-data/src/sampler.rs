@@ -86,6 +86,28 @@ pub fn stratified_draw(labels: &[usize], n: usize, rng: &mut impl rand::Rng) -> 
     chosen
 }
 
+/// A run's validation and training indices of a split whose classes are `labels`: the
+/// validation split a [`stratified_draw`] of `validation` examples (stream [`Stream::Subset`],
+/// epoch 0), the training set the rest, or `train_limit` of them drawn on epoch 1, both in
+/// ascending order. Returns `(validation, train)`.
+pub fn holdout_split(
+    labels: &[usize],
+    validation: usize,
+    train_limit: Option<usize>,
+    seed: u64,
+) -> (Vec<usize>, Vec<usize>) {
+    let drawn = stratified_draw(labels, validation, &mut rng(seed, Stream::Subset, 0));
+    let mut held_out = vec![false; labels.len()];
+    drawn.iter().for_each(|&i| held_out[i] = true);
+    let mut rest: Vec<usize> = (0..labels.len()).filter(|&i| !held_out[i]).collect();
+    if let Some(limit) = train_limit.filter(|&l| l < rest.len()) {
+        rest.shuffle(&mut rng(seed, Stream::Subset, 1));
+        rest.truncate(limit);
+        rest.sort_unstable();
+    }
+    (drawn, rest)
+}
+
 /// The seed Burn's own generator gets for initialisation.
 pub fn init_seed(seed: u64) -> u64 {
     use rand::RngCore;

@@ -38,7 +38,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use itra_core::{DistanceStats, SecondBatch, SecondForward};
 use itra_data::sampler::{init_seed, rng};
-use itra_data::{PairedSampler, Split, Stream, TextDataset, stratified_draw};
+use itra_data::{PairedSampler, Split, Stream, TextDataset};
 use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -154,15 +154,7 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Text
             bail!("a validation split of {validation_len} leaves nothing of the {} training examples", train.len());
         }
         let labels: Vec<usize> = train.labels.iter().map(|&l| l as usize).collect();
-        let drawn = stratified_draw(&labels, validation_len, &mut rng(config.seed, Stream::Subset, 0));
-        let mut held_out = vec![false; labels.len()];
-        drawn.iter().for_each(|&i| held_out[i] = true);
-        let mut rest: Vec<usize> = (0..labels.len()).filter(|&i| !held_out[i]).collect();
-        if let Some(limit) = config.data.train_limit.filter(|&l| l < rest.len()) {
-            rest.shuffle(&mut rng(config.seed, Stream::Subset, 1));
-            rest.truncate(limit);
-            rest.sort_unstable();
-        }
+        let (drawn, rest) = itra_data::holdout_split(&labels, validation_len, config.data.train_limit, config.seed);
         validation = Some(train.subset(&drawn));
         train = train.subset(&rest);
     } else if let Some(limit) = config.data.train_limit.filter(|&l| l < train.len()) {

@@ -88,15 +88,8 @@ pub fn load(config: &ExperimentConfig, data_dir: &Path) -> Result<VisionData> {
     if validation_len >= full_train.len() {
         bail!("a validation split of {validation_len} leaves nothing of the {} training examples", full_train.len());
     }
-    let validation_indices = stratified_draw(&labels, validation_len, &mut rng(config.seed, Stream::Subset, 0));
-    let mut held_out = vec![false; labels.len()];
-    validation_indices.iter().for_each(|&i| held_out[i] = true);
-    let mut rest: Vec<usize> = (0..labels.len()).filter(|&i| !held_out[i]).collect();
-    if let Some(limit) = config.data.train_limit.filter(|&l| l < rest.len()) {
-        rest.shuffle(&mut rng(config.seed, Stream::Subset, 1));
-        rest.truncate(limit);
-        rest.sort_unstable();
-    }
+    let (validation_indices, rest) =
+        itra_data::holdout_split(&labels, validation_len, config.data.train_limit, config.seed);
     let validation = (validation_len > 0).then(|| full_train.subset(&validation_indices));
     let train = if rest.len() == full_train.len() { full_train } else { full_train.subset(&rest) };
     let test = match config.data.test_limit {
