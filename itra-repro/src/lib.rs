@@ -16,6 +16,7 @@ pub mod metrics_table;
 pub mod paper;
 pub mod pipeline;
 pub mod provenance;
+pub mod run_lock;
 pub mod synthetic;
 pub mod text_train;
 pub mod train;

@@ -122,7 +122,8 @@ pub struct TextSplits {
 /// run's seed) and `train_limit` draws from the other rows, as in the vision loop. Without a
 /// validation split, `train_limit` takes the first rows of a seeded permutation (the rule
 /// before validation splits, kept so that earlier runs keep their training subsets).
-/// `test_limit` takes the first rows.
+/// `test_limit` is a class-stratified draw with the fixed seed of
+/// [`crate::vision_data::TEST_SUBSET_SEED`], so every run is scored on the same rows.
 pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<TextSplits> {
     let id = config.data.dataset.as_str();
     let (mut train, mut test) = if crate::synthetic::is_synthetic_text(id) {
@@ -163,7 +164,14 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Text
         train = train.subset(&order[..limit]);
     }
     if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
-        test = test.subset(&(0..limit).collect::<Vec<_>>());
+        // The vision loop's rule: one class-stratified draw shared by every run.
+        let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
+        let drawn = itra_data::stratified_draw(
+            &labels,
+            limit,
+            &mut rng(crate::vision_data::TEST_SUBSET_SEED, Stream::Subset, 2),
+        );
+        test = test.subset(&drawn);
     }
     Ok(TextSplits { train, validation, test })
 }
@@ -436,6 +444,23 @@ mod tests {
             seed: 5,
             device: crate::device::DeviceSpec::Cpu,
         }
+    }
+
+    #[test]
+    fn the_test_limit_is_a_stratified_draw_not_the_first_rows() {
+        let data_dir = Path::new("/nonexistent");
+        let all = crate::synthetic::load_text("synthetic-text:3:300:30", Split::Test).unwrap();
+        let mut config = text_config(0, None);
+        config.data.test_limit = Some(9);
+        let test = load_text_data(&config, data_dir).unwrap().test;
+        assert_eq!(test.len(), 9);
+        assert_ne!(test.texts, all.texts[..9], "taken by position");
+        for class in 0..3u32 {
+            assert_eq!(test.labels.iter().filter(|&&l| l == class).count(), 3, "class {class}");
+        }
+        // One draw for every run: another seed scores the same rows.
+        config.seed += 1;
+        assert_eq!(load_text_data(&config, data_dir).unwrap().test.texts, test.texts);
     }
 
     #[test]

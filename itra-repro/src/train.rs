@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig};
 use crate::pipeline::{PairedSampler, Stream, init_seed, next_step, to_tensor};
 use crate::provenance::{Provenance, write_atomic};
+use crate::run_lock::RunLock;
 
 /// One epoch's numbers, one JSON line of `metrics.jsonl`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -233,9 +234,11 @@ fn save_checkpoint<M: Module>(
     model: &M,
     optim: &ModuleOptimizer,
 ) -> Result<()> {
-    let partial = run_dir.join("checkpoint.partial");
+    // Names unique to this writer: the run lock keeps others out, and these keep even a writer
+    // that lost it from touching another's files.
+    let partial = run_dir.join(format!("{}.partial.{}", files::CHECKPOINT, std::process::id()));
     let done = run_dir.join(files::CHECKPOINT);
-    let old = run_dir.join("checkpoint.old");
+    let old = run_dir.join(format!("{}.old.{}", files::CHECKPOINT, std::process::id()));
     for dir in [&partial, &old] {
         if dir.exists() {
             fs::remove_dir_all(dir)?;
@@ -246,13 +249,47 @@ fn save_checkpoint<M: Module>(
         .save_into(&mut BurnpackStore::from_file(partial.join("model.bpk")).overwrite(true))
         .map_err(|err| anyhow::anyhow!("cannot save the model checkpoint: {err}"))?;
     optim.save(partial.join("optimizer.bpk")).map_err(|err| anyhow::anyhow!("cannot save the optimiser: {err:?}"))?;
-    fs::write(partial.join("state.json"), serde_json::to_vec(state)?)?;
+    let mut state_bytes = Vec::new();
+    ciborium::into_writer(state, &mut state_bytes).context("cannot encode the checkpoint state")?;
+    fs::write(partial.join(STATE), state_bytes)?;
     if done.exists() {
         fs::rename(&done, &old)?;
     }
     fs::rename(&partial, &done)?;
     if old.exists() {
         fs::remove_dir_all(&old)?;
+    }
+    Ok(())
+}
+
+/// The checkpoint's state file: CBOR, whose floats round-trip bit for bit (so the history a
+/// resumed run rewrites is the one it wrote). Checkpoints of earlier versions hold
+/// [`LEGACY_STATE`] (JSON) instead.
+const STATE: &str = "state.cbor";
+const LEGACY_STATE: &str = "state.json";
+
+/// Tidies what a writer killed inside [`save_checkpoint`] left: a half-written
+/// `checkpoint.partial.<pid>` is removed, and a `checkpoint.old.<pid>` whose replacement never
+/// landed becomes the checkpoint again. Runs under the run lock.
+fn recover_checkpoint_dirs(run_dir: &Path) -> Result<()> {
+    let done = run_dir.join(files::CHECKPOINT);
+    let entries = fs::read_dir(run_dir).with_context(|| format!("cannot list {}", run_dir.display()))?;
+    let mut olds = Vec::new();
+    for entry in entries {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_owned();
+        if name.starts_with(&format!("{}.partial", files::CHECKPOINT)) {
+            fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        } else if name.starts_with(&format!("{}.old", files::CHECKPOINT)) {
+            olds.push(path);
+        }
+    }
+    for old in olds {
+        if done.exists() {
+            fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+        } else {
+            fs::rename(&old, &done).with_context(|| format!("cannot restore {}", old.display()))?;
+        }
     }
     Ok(())
 }
@@ -265,12 +302,17 @@ fn load_checkpoint<M: Module>(
     optim: ModuleOptimizer,
 ) -> Result<(Option<CheckpointState>, ModuleOptimizer)> {
     let dir = run_dir.join(files::CHECKPOINT);
-    let state_path = dir.join("state.json");
-    if !state_path.exists() {
+    let state_path = dir.join(STATE);
+    let legacy_path = dir.join(LEGACY_STATE);
+    let state: CheckpointState = if state_path.exists() {
+        ciborium::from_reader(fs::read(&state_path)?.as_slice())
+            .with_context(|| format!("corrupt checkpoint {}; remove it to start over", state_path.display()))?
+    } else if legacy_path.exists() {
+        serde_json::from_slice(&fs::read(&legacy_path)?)
+            .with_context(|| format!("corrupt checkpoint {}; remove it to start over", legacy_path.display()))?
+    } else {
         return Ok((None, optim));
-    }
-    let state: CheckpointState = serde_json::from_slice(&fs::read(&state_path)?)
-        .with_context(|| format!("corrupt checkpoint {}", state_path.display()))?;
+    };
     if state.config_hash != config_hash {
         bail!(
             "checkpoint {} belongs to configuration {}, not {config_hash}; remove it to start over",
@@ -298,48 +340,12 @@ fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState,
     Ok(())
 }
 
-/// The lock file of a run directory.
-pub const LOCK: &str = "lock";
-
-/// Takes the run directory's exclusive lock (`flock` on `<run>/lock`, which NFSv4 and local
-/// file systems honour), or fails naming the process that holds it: two processes writing one
-/// run would interleave its checkpoints and metrics.
-fn lock_run_dir(run_dir: &Path) -> Result<File> {
-    let path = run_dir.join(LOCK);
-    let mut file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .with_context(|| format!("cannot open the run lock {}", path.display()))?;
-    match file.try_lock() {
-        Ok(()) => {}
-        Err(fs::TryLockError::WouldBlock) => {
-            let holder = fs::read_to_string(&path).unwrap_or_default();
-            bail!(
-                "run directory {} is in use by another process ({}); wait for it to finish or stop it",
-                run_dir.display(),
-                holder.trim().strip_prefix("pid ").map_or("unknown pid".to_owned(), |pid| format!("pid {pid}"))
-            );
-        }
-        Err(fs::TryLockError::Error(err)) => {
-            return Err(err).with_context(|| format!("cannot lock {}", path.display()));
-        }
-    }
-    file.set_len(0)?;
-    write!(file, "pid {}", std::process::id())?;
-    file.flush()?;
-    Ok(file)
-}
-
 /// A run directory being written: provenance, the per-epoch metrics (`metrics.jsonl` and
 /// `metrics.parquet`), checkpoints, and at the end the final model and `result.json`. Shared by
 /// the vision and the text loop.
 pub(crate) struct RunFiles {
-    /// The run directory's lock, held (by the OS, released when this process ends however it
-    /// ends) for as long as the run is being written.
-    _lock: File,
+    /// The run directory's lock, held for as long as the run is being written.
+    lock: RunLock,
     run_dir: PathBuf,
     config_hash: String,
     metrics_file: BufWriter<File>,
@@ -361,7 +367,11 @@ impl RunFiles {
     ) -> Result<(Self, ModuleOptimizer)> {
         let run_dir = options.run_dir.clone();
         fs::create_dir_all(&run_dir).with_context(|| format!("cannot create run directory {}", run_dir.display()))?;
-        let lock = lock_run_dir(&run_dir)?;
+        let lock = RunLock::acquire(&run_dir)?;
+        for note in &lock.notes {
+            eprintln!("note: {note}");
+        }
+        recover_checkpoint_dirs(&run_dir)?;
         let config_hash = config.hash();
         let (checkpoint, optim) = load_checkpoint(&run_dir, &config_hash, model, optim)?;
         let history = checkpoint.as_ref().map(|state| state.history.clone()).unwrap_or_default();
@@ -376,7 +386,7 @@ impl RunFiles {
         }
         metrics_file.flush()?;
         let start_epoch = history.len();
-        Ok((RunFiles { _lock: lock, run_dir, config_hash, metrics_file, history, checkpoint, start_epoch }, optim))
+        Ok((RunFiles { lock, run_dir, config_hash, metrics_file, history, checkpoint, start_epoch }, optim))
     }
 
     /// Puts the checkpoint's Center-loss centres and cached features back into `objective`.
@@ -395,6 +405,7 @@ impl RunFiles {
         model: &M,
         optim: &ModuleOptimizer,
     ) -> Result<()> {
+        self.lock.check()?;
         serde_json::to_writer(&mut self.metrics_file, &metrics)?;
         writeln!(self.metrics_file)?;
         self.metrics_file.flush()?;
@@ -406,6 +417,7 @@ impl RunFiles {
 
     /// Saves the final (inference) model, writes `result.json` last and drops the checkpoint.
     pub fn finish<M: Module>(self, model: &M) -> Result<RunSummary> {
+        self.lock.check()?;
         model
             .save_into(&mut BurnpackStore::from_file(self.run_dir.join(files::MODEL)).overwrite(true))
             .map_err(|err| anyhow::anyhow!("cannot save the final model: {err}"))?;
@@ -713,18 +725,6 @@ pub fn peak_rss_mib() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_run_directory_is_locked_while_written() {
-        let dir = tempfile::tempdir().unwrap();
-        let held = lock_run_dir(dir.path()).unwrap();
-        // A second open file description (as another process has) cannot take it.
-        let err = lock_run_dir(dir.path()).unwrap_err().to_string();
-        assert!(err.contains("in use by another process"), "{err}");
-        assert!(err.contains(&format!("pid {}", std::process::id())), "{err}");
-        drop(held);
-        lock_run_dir(dir.path()).expect("free again once the holder is gone");
-    }
 
     #[test]
     fn feature_stats_find_dead_units_zeros_and_norms() {

@@ -147,6 +147,31 @@ fn committed_runs_are_found_again_from_a_fresh_clone() {
     assert_eq!(first, second);
 }
 
+#[test]
+fn a_corrupt_result_is_set_aside_and_run_again() {
+    let _turn = serial();
+    let root = tempfile::tempdir().unwrap();
+    let runner = runner(root.path());
+    let first = std::fs::read_to_string(reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap()).unwrap();
+    let some_run = |dir: &Path| std::fs::read_dir(dir).unwrap().next().unwrap().unwrap().path();
+    let run_dir = some_run(&runner.runs_dir);
+    let archived = runner.results_dir.join("smoke").join("runs").join(run_dir.file_name().unwrap());
+    // Both copies cut short, as a full disk or a bad merge leaves them.
+    let text = std::fs::read(run_dir.join("result.json")).unwrap();
+    let cut = &text[..text.len() / 2];
+    for dir in [&run_dir, &archived] {
+        std::fs::write(dir.join("result.json"), cut).unwrap();
+    }
+    // Before: "corrupt result file ..." stopped the whole target.
+    let second = std::fs::read_to_string(reproduce(&runner, Target::Table(1), Profile::Smoke).unwrap()).unwrap();
+    assert_eq!(first, second, "the run trained again to the same numbers");
+    for dir in [&run_dir, &archived] {
+        assert_eq!(std::fs::read(dir.join("result.json.rejected")).unwrap(), cut, "{} set aside", dir.display());
+        let whole = std::fs::read(dir.join("result.json")).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&whole).expect("a whole result again");
+    }
+}
+
 /// Kills `itra train` (SIGKILL) right after its first checkpoint, resumes it, and checks the
 /// final numbers against an uninterrupted run of the same configuration.
 #[test]
@@ -260,7 +285,7 @@ fn kill_and_resume(train_args: &[&str]) {
         let checkpointed = std::fs::read_dir(&killed)
             .ok()
             .and_then(|mut d| d.next())
-            .is_some_and(|e| e.unwrap().path().join("checkpoint/state.json").exists());
+            .is_some_and(|e| e.unwrap().path().join("checkpoint/state.cbor").exists());
         if checkpointed || std::time::Instant::now() > deadline {
             break;
         }
@@ -277,6 +302,13 @@ fn kill_and_resume(train_args: &[&str]) {
         serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
     assert!(resumed["resumed_from_epoch"].as_u64().unwrap() >= 1, "the second invocation resumed");
     assert_eq!(strip(&run_dir), expected);
+    // Whole files, byte for byte, but for the wall-clock fields: the history rewritten from the
+    // checkpoint is the one that was written (a JSON round trip moved last digits).
+    let straight_dir = only_dir(&straight);
+    for name in ["metrics.jsonl", "result.json"] {
+        let read = |dir: &Path| without_timings(&std::fs::read_to_string(dir.join(name)).unwrap());
+        assert_eq!(read(&run_dir), read(&straight_dir), "{name} differs after the resume");
+    }
     let lines = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap().lines().count();
     assert_eq!(lines, 4, "metrics.jsonl holds each epoch once");
     use polars::prelude::{ParquetReader, SerReader};
@@ -285,4 +317,21 @@ fn kill_and_resume(train_args: &[&str]) {
     let accuracy: Vec<f64> = table.column("test_accuracy").unwrap().f64().unwrap().into_no_null_iter().collect();
     let expected_accuracy: Vec<f64> = expected.iter().map(|e| e["test_accuracy"].as_f64().unwrap()).collect();
     assert_eq!(accuracy, expected_accuracy);
+}
+
+/// `text` with the values of the fields that differ between two runs of one configuration
+/// (timings, memory, where and whether it resumed) blanked, in JSON lines or pretty JSON alike.
+fn without_timings(text: &str) -> String {
+    const VARYING: [&str; 5] = ["images_per_second", "train_seconds", "peak_rss_mib", "resumed_from_epoch", "run_dir"];
+    let mut out = text.to_owned();
+    for key in VARYING {
+        let needle = format!("\"{key}\":");
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&needle).map(|i| i + from + needle.len()) {
+            let end = out[at..].find([',', '}', '\n']).map_or(out.len(), |i| i + at);
+            out.replace_range(at..end, " _");
+            from = at;
+        }
+    }
+    out
 }

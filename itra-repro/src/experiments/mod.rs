@@ -275,13 +275,13 @@ impl Runner {
         config.device = self.device;
         let run_dir = self.run_dir(&config);
         let hash = config.hash();
-        if let Some(summary) = finished(&run_dir, &hash)? {
+        if let Some(summary) = reusable(&run_dir, &hash)? {
             self.archive(&run_dir)?;
             return Ok(summary);
         }
         if !need_model
             && let Some(archive) = &self.archive_dir
-            && let Some(summary) = finished(&archive.join(run_dir.file_name().unwrap_or_default()), &hash)?
+            && let Some(summary) = reusable(&archive.join(run_dir.file_name().unwrap_or_default()), &hash)?
         {
             return Ok(summary);
         }
@@ -366,6 +366,24 @@ pub fn finished(run_dir: &Path, hash: &str) -> Result<Option<RunSummary>> {
         bail!("{} holds configuration {}, expected {hash}", path.display(), summary.config_hash);
     }
     Ok(Some(summary))
+}
+
+/// [`finished`], except that a `result.json` that does not parse or holds another
+/// configuration is moved aside to `result.json.rejected` (saying so), and the run counts as
+/// not finished: it is trained again rather than stopping a whole target.
+fn reusable(run_dir: &Path, hash: &str) -> Result<Option<RunSummary>> {
+    match finished(run_dir, hash) {
+        Ok(summary) => Ok(summary),
+        Err(err) => {
+            let path = run_dir.join(files::RESULT);
+            let aside = run_dir.join(format!("{}.rejected", files::RESULT));
+            std::fs::rename(&path, &aside).with_context(|| {
+                format!("{err:#}; and it cannot be moved aside: delete {} to run it again", path.display())
+            })?;
+            eprintln!("warning: {err:#}; moved it to {}, and the run counts as unfinished", aside.display());
+            Ok(None)
+        }
+    }
 }
 
 /// Runs a target's cells, in order.
