@@ -1,13 +1,17 @@
-//! Fetching registered datasets: the only part of the crate that touches the network.
+//! Fetching registered datasets: with [`crate::encoder`], the only part of the crate that
+//! touches the network.
 //!
 //! Each file is downloaded to `<name>.part` next to its destination, resumed with an HTTP
 //! `Range` request after an interruption, retried with exponential back-off, checked against
-//! its registered size and checksum, and only then renamed into place. Archives are unpacked
-//! into a staging folder and moved into place once every entry has been checked, so **a failed
-//! download or extraction leaves nothing half-made behind** (a `.part` file survives only if
-//! the process itself is killed, and is resumed by the next run).
+//! its registered size and checksum, and only then renamed into place. **Nothing is renamed
+//! into place unverified, and nothing half-made looks finished**: a network failure (connection
+//! dropped, timeout, 5xx after the retries) keeps the `.part` file for the next run to resume;
+//! a size or checksum mismatch deletes it. Archives are unpacked into a staging folder, each
+//! unpacked file's SHA-256 is recorded in `<data_dir>/<id>/.itra-digests.json` (so that
+//! [`crate::verify`] can check the files the loader reads), and the folder is moved into place
+//! once every entry has been checked.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
@@ -15,16 +19,19 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::DataError;
-use crate::checksum::{Hasher, payload_sha256};
-use crate::info::{extracted, local_copy};
+use crate::cache::{DigestCache, Mode};
+use crate::checksum::{Algorithm, Digest, file_digests, payload_sha256};
+use crate::info::{PAYLOAD, extracted, extraction_recorded, local_copy, unpacked_verified};
+use crate::manifest::{DigestManifest, EXTRACTED_MANIFEST, ManifestEntry};
 use crate::read::{decompressed, open};
 use crate::registry::{Checksum, DatasetSpec, RemoteFile};
 
 /// How [`download`] fetches files.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DownloadOptions {
-    /// A base URL tried before the registered sources; a file is fetched from
-    /// `<mirror>/<id>/<name>`.
+    /// A base URL tried before the registered sources; a dataset file is fetched from
+    /// `<mirror>/<id>/<name>`, an encoder file from `<mirror>/encoders/<id>/<name>` and an
+    /// encoder's Hub listing from `<mirror>/encoders/<id>/tree.json`.
     pub mirror: Option<String>,
     /// Use only the mirror, never the registered sources.
     pub mirror_only: bool,
@@ -115,45 +122,97 @@ pub fn download_spec(
     let dataset_dir = data_dir.join(spec.id);
     let mut report = DownloadReport { id: spec.id.to_owned(), files: Vec::new() };
     let mut offline_missing = Vec::new();
-    for file in spec.files {
-        let dest = dataset_dir.join(file.name);
-        let done = |source| FetchedFile { name: file.name.to_owned(), path: dest.clone(), source };
-        if file.extract && extracted(spec, data_dir) {
-            report.files.push(done(FileSource::AlreadyExtracted));
-            continue;
-        }
-        if dest.is_file() && crate::checksum::verify_file(&dest, file.checksum).is_ok() {
-            if file.extract {
-                extract_archive(&dest, &dataset_dir)?;
+    let mut cache = DigestCache::open(data_dir);
+    let result = (|| {
+        for file in spec.files {
+            let dest = dataset_dir.join(file.name);
+            let done = |source| FetchedFile { name: file.name.to_owned(), path: dest.clone(), source };
+            let unpacked = file.extract && extracted(spec, data_dir);
+            if unpacked && unpacked_verified(spec, data_dir, &mut cache) {
+                report.files.push(done(FileSource::AlreadyExtracted));
+                continue;
             }
-            report.files.push(done(FileSource::AlreadyPresent));
-            continue;
+            let present = dest.is_file() && matches_checksum(&dest, file.checksum, &mut cache)?;
+            if unpacked && !present && !extraction_recorded(spec, data_dir) {
+                // Unpacked before digests were recorded, and the archive is gone: unverified,
+                // which `verify` says; downloading it again is the user's call.
+                report.files.push(done(FileSource::AlreadyExtracted));
+                continue;
+            }
+            // Otherwise an unpacked file that no longer matches its record is unpacked again,
+            // from the archive or from a fresh download of it.
+            if present {
+                if file.extract {
+                    extract_recorded(&dest, &dataset_dir, file.checksum, &mut cache)?;
+                }
+                report.files.push(done(FileSource::AlreadyPresent));
+                continue;
+            }
+            if let (Some(expected), Some(copy)) = (file.payload_sha256, local_copy(spec, file))
+                && payload_sha256(&copy)? == expected
+            {
+                cache.put(&copy, PAYLOAD, expected);
+                report.files.push(done(FileSource::LocalCopy { path: copy }));
+                continue;
+            }
+            let urls = candidate_urls(spec, file, options);
+            if options.offline || urls.is_empty() {
+                let from = urls.first().map_or(String::new(), |u| format!(" (from {u})"));
+                offline_missing.push(format!("{}{from}", dest.display()));
+                continue;
+            }
+            if let Some(parent) = dest.parent() {
+                fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+            }
+            let url = fetch(&urls, &dest, file.size, file.checksum, options)?;
+            cache.put(&dest, file.checksum.algorithm(), file.checksum.hex());
+            if file.extract {
+                extract_recorded(&dest, &dataset_dir, file.checksum, &mut cache)?;
+            }
+            report.files.push(done(FileSource::Downloaded { url }));
         }
-        if let (Some(expected), Some(copy)) = (file.payload_sha256, local_copy(spec, file))
-            && payload_sha256(&copy)? == expected
-        {
-            report.files.push(done(FileSource::LocalCopy { path: copy }));
-            continue;
-        }
-        let urls = candidate_urls(spec, file, options);
-        if options.offline || urls.is_empty() {
-            let from = urls.first().map_or(String::new(), |u| format!(" (from {u})"));
-            offline_missing.push(format!("{}{from}", dest.display()));
-            continue;
-        }
-        if let Some(parent) = dest.parent() {
-            fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-        }
-        let url = fetch(&urls, &dest, file.size, file.checksum, options)?;
-        if file.extract {
-            extract_archive(&dest, &dataset_dir)?;
-        }
-        report.files.push(done(FileSource::Downloaded { url }));
-    }
+        Ok(())
+    })();
+    cache.save();
+    result?;
     if !offline_missing.is_empty() {
         return Err(DataError::Offline { missing: offline_missing });
     }
     Ok(report)
+}
+
+/// Whether `path` matches `checksum`, by a digest recorded for it unchanged or by reading it.
+fn matches_checksum(path: &Path, checksum: Checksum, cache: &mut DigestCache) -> Result<bool, DataError> {
+    let actual = cache.digest(path, checksum.algorithm(), Mode::Reuse, || crate::file_digest(path, checksum))?;
+    Ok(actual.as_deref() == Some(checksum.hex()))
+}
+
+/// Unpacks a verified `archive` into `dataset_dir` and records each unpacked file's SHA-256 in
+/// the folder's [`EXTRACTED_MANIFEST`] and the digest cache.
+fn extract_recorded(
+    archive: &Path,
+    dataset_dir: &Path,
+    checksum: Checksum,
+    cache: &mut DigestCache,
+) -> Result<(), DataError> {
+    let (_, unpacked) = extract_archive_hashed(archive, dataset_dir)?;
+    let manifest_path = dataset_dir.join(EXTRACTED_MANIFEST);
+    // A manifest that cannot be read is rewritten: the archive just checked is the authority.
+    let mut manifest = DigestManifest::load(&manifest_path).unwrap_or_default();
+    let archive_name = archive.file_name().unwrap_or_default().to_string_lossy();
+    let source = format!("unpacked from {archive_name}, which matched its {} {}", checksum.algorithm(), checksum.hex());
+    for file in unpacked {
+        cache.put(&dataset_dir.join(&file.name), Algorithm::Sha256.name(), &file.sha256);
+        let entry = ManifestEntry {
+            name: file.name.clone(),
+            size: file.size,
+            algorithm: Algorithm::Sha256,
+            digest: file.sha256,
+            source: source.clone(),
+        };
+        manifest.replace(&file.name, [entry]);
+    }
+    manifest.save(&manifest_path)
 }
 
 fn candidate_urls(spec: &DatasetSpec, file: &RemoteFile, options: &DownloadOptions) -> Vec<String> {
@@ -168,8 +227,9 @@ fn candidate_urls(spec: &DatasetSpec, file: &RemoteFile, options: &DownloadOptio
 }
 
 /// Downloads the first of `urls` that yields a file of the right size and checksum to `dest`,
-/// via `<dest>.part`. Returns the URL used. On failure nothing is left at `dest` or
-/// `<dest>.part`, and the error is the last URL's.
+/// via `<dest>.part`. Returns the URL used. On failure nothing is left at `dest`; `<dest>.part`
+/// is kept after a network failure, for the next call to resume, and deleted after a size or
+/// checksum mismatch. The error is the last URL's.
 pub fn fetch(
     urls: &[String],
     dest: &Path,
@@ -177,29 +237,33 @@ pub fn fetch(
     checksum: Checksum,
     options: &DownloadOptions,
 ) -> Result<String, DataError> {
-    fetch_checked(urls, dest, size, Some(checksum), options)
+    fetch_verified(urls, dest, size, &[Digest::from(checksum)], options)
 }
 
-/// [`fetch`] for a file whose checksum may not be pinned: without one, only the size (if
-/// known) is checked.
-pub(crate) fn fetch_checked(
+/// [`fetch`] against every digest of `expected`, at least one: a file is never renamed into
+/// place unverified. Without a known `size`, a body cut short is caught by the digest.
+pub(crate) fn fetch_verified(
     urls: &[String],
     dest: &Path,
     size: Option<u64>,
-    checksum: Option<Checksum>,
+    expected: &[Digest],
     options: &DownloadOptions,
 ) -> Result<String, DataError> {
+    if expected.is_empty() {
+        return Err(DataError::NoDigest { path: dest.to_owned(), reason: "none was given".to_owned() });
+    }
     let part = part_path(dest);
     let agent = agent(options);
     let mut last_error = None;
     for url in urls {
-        match fetch_one(&agent, url, &part, size, checksum, options) {
+        match fetch_one(&agent, url, &part, size, expected, options) {
             Ok(()) => {
                 fs::rename(&part, dest).map_err(|e| DataError::io(dest, e))?;
                 return Ok(url.clone());
             }
             Err(error) => {
-                // A wrong size or checksum means this source's bytes are bad: do not resume them.
+                // A wrong size or checksum means these bytes are bad: do not resume them. A
+                // network failure keeps them for the next URL or the next run.
                 if matches!(error, DataError::Checksum { .. } | DataError::Size { .. }) {
                     let _ = fs::remove_file(&part);
                 }
@@ -207,8 +271,46 @@ pub(crate) fn fetch_checked(
             }
         }
     }
-    let _ = fs::remove_file(&part);
     Err(last_error.unwrap_or_else(|| DataError::Offline { missing: vec![dest.display().to_string()] }))
+}
+
+/// The body of a small document at `url` (at most 64 MiB), such as the Hub's file listing,
+/// with the retries of `options`; `None` for an HTTP 404.
+pub(crate) fn get_document(url: &str, options: &DownloadOptions) -> Result<Option<Vec<u8>>, DataError> {
+    const LIMIT: u64 = 64 << 20;
+    let agent = agent(options);
+    let mut attempt = 0;
+    loop {
+        let failure = match agent.get(url).call() {
+            Err(e) => e.to_string(),
+            Ok(response) => match response.status().as_u16() {
+                200 => {
+                    let mut bytes = Vec::new();
+                    match response.into_body().into_reader().take(LIMIT + 1).read_to_end(&mut bytes) {
+                        Ok(_) if bytes.len() as u64 > LIMIT => {
+                            return Err(DataError::Http {
+                                url: url.to_owned(),
+                                message: "larger than 64 MiB".to_owned(),
+                            });
+                        }
+                        Ok(_) => return Ok(Some(bytes)),
+                        Err(e) => format!("connection lost: {e}"),
+                    }
+                }
+                404 => return Ok(None),
+                status @ (408 | 429 | 500..=599) => format!("HTTP {status}"),
+                status => return Err(DataError::Http { url: url.to_owned(), message: format!("HTTP {status}") }),
+            },
+        };
+        if attempt >= options.retries {
+            return Err(DataError::Http {
+                url: url.to_owned(),
+                message: format!("{failure} (after {} attempts)", attempt + 1),
+            });
+        }
+        std::thread::sleep(options.backoff.saturating_mul(1 << attempt.min(16)));
+        attempt += 1;
+    }
 }
 
 pub(crate) fn part_path(dest: &Path) -> PathBuf {
@@ -217,7 +319,7 @@ pub(crate) fn part_path(dest: &Path) -> PathBuf {
     dest.with_file_name(name)
 }
 
-fn agent(options: &DownloadOptions) -> ureq::Agent {
+pub(crate) fn agent(options: &DownloadOptions) -> ureq::Agent {
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(options.timeout))
@@ -236,7 +338,7 @@ fn fetch_one(
     url: &str,
     part: &Path,
     size: Option<u64>,
-    checksum: Option<Checksum>,
+    expected: &[Digest],
     options: &DownloadOptions,
 ) -> Result<(), DataError> {
     let mut attempt = 0;
@@ -262,23 +364,13 @@ fn fetch_one(
     {
         return Err(DataError::Size { path: part.to_owned(), expected, actual: actual_size });
     }
-    let Some(checksum) = checksum else { return Ok(()) };
-    let mut hasher = Hasher::for_checksum(checksum);
-    let mut reader = File::open(part).map_err(|e| DataError::io(part, e))?;
-    let mut buffer = vec![0u8; 1 << 20];
-    loop {
-        let n = reader.read(&mut buffer).map_err(|e| DataError::io(part, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    let actual = hasher.hex();
-    if actual != checksum.hex() {
+    let algorithms: Vec<Algorithm> = expected.iter().map(|d| d.algorithm).collect();
+    let actual = file_digests(part, &algorithms)?;
+    if let Some((digest, actual)) = expected.iter().zip(actual).find(|(digest, actual)| *actual != digest.hex) {
         return Err(DataError::Checksum {
             path: part.to_owned(),
-            algorithm: checksum.algorithm(),
-            expected: checksum.hex().to_owned(),
+            algorithm: digest.algorithm.name(),
+            expected: digest.hex.clone(),
             actual,
         });
     }
@@ -342,6 +434,7 @@ fn attempt_once(
     let progress = progress_bar(options, url, size.or(remaining.map(|r| r + start)), start);
     let mut body = response.into_body().into_reader();
     let mut buffer = vec![0u8; 1 << 16];
+    let mut received = 0u64;
     loop {
         let n = match body.read(&mut buffer) {
             Ok(0) => break,
@@ -354,10 +447,23 @@ fn attempt_once(
             }
         };
         out.write_all(&buffer[..n]).map_err(io_fatal)?;
+        received += n as u64;
         progress.inc(n as u64);
     }
     out.sync_all().map_err(io_fatal)?;
     progress.finish_and_clear();
+    // A body that ends early is a dropped connection, whether or not the server sent a
+    // Content-Length: resume it rather than check a partial file.
+    if let Some(remaining) = remaining
+        && received < remaining
+    {
+        return Err(Attempt::Retry(format!("connection closed after {received} of {remaining} bytes")));
+    }
+    if let Some(size) = size
+        && start + received < size
+    {
+        return Err(Attempt::Retry(format!("body ended at byte {} of {size}", start + received)));
+    }
     Ok(())
 }
 
@@ -385,13 +491,31 @@ fn progress_bar(options: &DownloadOptions, url: &str, total: Option<u64>, start:
 /// place only once the whole archive has been read, so a failure leaves `target` as it was.
 /// Returns the top-level paths created.
 pub fn extract_archive(archive: &Path, target: &Path) -> Result<Vec<PathBuf>, DataError> {
+    extract_archive_hashed(archive, target).map(|(created, _)| created)
+}
+
+/// A regular file unpacked by [`extract_archive_hashed`].
+pub(crate) struct UnpackedFile {
+    /// Path relative to the target folder, `/`-separated.
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// [`extract_archive`], also returning every unpacked regular file with its SHA-256 (hashed in
+/// the staging folder, before anything is moved into place).
+pub(crate) fn extract_archive_hashed(
+    archive: &Path,
+    target: &Path,
+) -> Result<(Vec<PathBuf>, Vec<UnpackedFile>), DataError> {
     let file_name = archive.file_name().unwrap_or_default().to_string_lossy();
     let staging = target.join(format!(".{file_name}.extracting"));
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
     }
     fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    if let Err(error) = unpack_checked(archive, &staging) {
+    let mut unpacked = Vec::new();
+    if let Err(error) = unpack_checked(archive, &staging).and_then(|()| hash_tree(&staging, "", &mut unpacked)) {
         let _ = fs::remove_dir_all(&staging);
         return Err(error);
     }
@@ -410,7 +534,26 @@ pub fn extract_archive(archive: &Path, target: &Path) -> Result<Vec<PathBuf>, Da
     }
     fs::remove_dir(&staging).map_err(|e| DataError::io(&staging, e))?;
     created.sort();
-    Ok(created)
+    unpacked.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok((created, unpacked))
+}
+
+/// SHA-256 and size of every regular file under `dir`, named `<prefix><relative path>`.
+fn hash_tree(dir: &Path, prefix: &str, out: &mut Vec<UnpackedFile>) -> Result<(), DataError> {
+    for entry in fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let entry = entry.map_err(|e| DataError::io(dir, e))?;
+        let path = entry.path();
+        let name = format!("{prefix}{}", entry.file_name().to_string_lossy());
+        let kind = entry.file_type().map_err(|e| DataError::io(&path, e))?;
+        if kind.is_dir() {
+            hash_tree(&path, &format!("{name}/"), out)?;
+        } else if kind.is_file() {
+            let size = entry.metadata().map_err(|e| DataError::io(&path, e))?.len();
+            let sha256 = file_digests(&path, &[Algorithm::Sha256])?.remove(0);
+            out.push(UnpackedFile { name, size, sha256 });
+        }
+    }
+    Ok(())
 }
 
 fn unpack_checked(archive: &Path, staging: &Path) -> Result<(), DataError> {

@@ -50,6 +50,14 @@ pub enum DataError {
     Http { url: String, message: String },
     #[error("{}: refusing entry {entry:?}: {reason}", archive.display())]
     UnsafeArchiveEntry { archive: PathBuf, entry: String, reason: String },
+    #[error("{}: no digest to verify it against: {reason}", path.display())]
+    NoDigest { path: PathBuf, reason: String },
+    #[error("{url}: malformed hub metadata: {message}")]
+    HubMetadata { url: String, message: String },
+    #[error("{name}: the pinned {algorithm} {pinned} disagrees with the hub metadata at {url}, which states {stated}")]
+    DigestConflict { name: String, algorithm: &'static str, pinned: String, stated: String, url: String },
+    #[error("{}: malformed digest manifest: {message}", path.display())]
+    Manifest { path: PathBuf, message: String },
     #[error("offline: {} missing: {}", plural(missing.len(), "file"), join_display(missing))]
     Offline { missing: Vec<String> },
 }

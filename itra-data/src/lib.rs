@@ -1,9 +1,12 @@
 //! Datasets for the ITRA experiments: a registry of every dataset used, with its sources and
 //! checksums ([`registry`]); exact parsers for the official on-disk formats (IDX, CIFAR and
 //! STL-10 binaries, the Zhang et al. CSVs, image folders) into in-memory [`ImageDataset`]s and
-//! [`TextDataset`]s; and a separate downloader ([`download()`]) that verifies what it fetches.
-//! **Parsing and loading never touch the network**, and a file that fails a check is reported
-//! as a typed [`DataError`], never silently accepted, patched up or left half-written.
+//! [`TextDataset`]s; and a separate downloader ([`download()`], [`encoder::fetch_encoder`])
+//! that verifies what it fetches. **Parsing and loading never touch the network**, and a file
+//! that fails a check is reported as a typed [`DataError`], never silently accepted, patched up
+//! or left half-written. **Nothing is called verified without a digest**: [`verify`] and
+//! [`encoder::verify_encoder`] report each file as verified (naming the algorithm), present but
+//! not verified, corrupt or missing ([`FileState`]).
 //!
 //! The input pipeline lives here too: per-channel [`Normalization`] cached next to the data,
 //! seeded [`Augmentation`], the paired `S1`/`S2` [`PairedSampler`] and a [`Loader`] that makes
@@ -11,6 +14,7 @@
 //! tensor library**: turning a [`Batch`] into a tensor is the trainer's job.
 
 pub mod augment;
+mod cache;
 mod checksum;
 pub mod cifar;
 mod dataset;
@@ -24,6 +28,7 @@ pub mod idx;
 pub mod imagenet;
 mod info;
 mod loader;
+mod manifest;
 mod normalize;
 mod read;
 pub mod registry;
@@ -33,18 +38,22 @@ pub mod text;
 
 use std::path::{Path, PathBuf};
 
-pub use checksum::file_digest;
+pub use checksum::{Algorithm, Digest, file_digest};
 pub use dataset::{ImageDataset, Split, TextDataset};
 pub use download::{DownloadOptions, DownloadReport, download};
 pub use error::DataError;
-pub use info::{DatasetInfo, DatasetStatus, FileCheck, FileState, SplitInfo, SplitsInfo, info, list, verify};
+pub use info::{
+    DatasetInfo, DatasetStatus, FileCheck, FileState, SplitInfo, SplitsInfo, all_verified, info, list, status, verify,
+    verify_spec,
+};
+pub use manifest::{DigestManifest, ENCODER_MANIFEST, EXTRACTED_MANIFEST, ManifestEntry};
 pub use registry::{DatasetSpec, Format, spec};
 
 pub use augment::Augmentation;
 pub use loader::{Batch, BatchRequest, ImageSource, Loader, LoaderOptions, Pipeline, folder_source};
-pub use sampler::{holdout_split, stratified_draw};
 pub use normalize::{Normalization, STATS_FILE};
 pub use sampler::{PairedSampler, Stream};
+pub use sampler::{holdout_split, stratified_draw};
 
 /// `$ITRA_DATA` if set and non-empty, else `<user cache dir>/itra` (e.g. `~/.cache/itra`),
 /// else `./data`.

