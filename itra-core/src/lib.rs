@@ -21,7 +21,7 @@ pub use center::{CenterInit, CenterLoss, CenterLossConfig};
 pub use error::{LossError, NonFiniteKind};
 pub use kernel::{Bandwidth, median_of_pairwise};
 pub use lsr::{LabelSmoothingCrossEntropy, LabelSmoothingCrossEntropyConfig};
-pub use mmd::{MatchOutput, Matching, MmdLoss, MmdLossConfig, Normalize};
+pub use mmd::{MatchOutput, Matching, MmdLoss, MmdLossConfig, Normalize, Precision, compute_dtype};
 pub use objective::{
     DistanceStats, ItraObjective, ItraObjectiveConfig, LossParts, Method, SecondBatch, SecondBatchMode, SecondForward,
 };

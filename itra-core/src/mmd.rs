@@ -67,6 +67,36 @@ impl std::str::FromStr for Matching {
     }
 }
 
+/// The float type of the tensor form's pairwise work (the Gram matrix, the kernel, the weighted
+/// sums).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Precision {
+    /// `f64` where the device supports it, `f32` where it does not (WGSL devices: wgpu on
+    /// Vulkan, Metal, DX12, WebGPU), asked of the device itself.
+    #[default]
+    Auto,
+    /// Always `f64`.
+    F64,
+    /// Always `f32`, as on a device without `f64`.
+    F32,
+}
+
+impl Precision {
+    /// The float type this precision means on `device`.
+    pub fn resolve(self, device: &burn::tensor::Device) -> FloatDType {
+        match self {
+            Precision::F64 => FloatDType::F64,
+            Precision::F32 => FloatDType::F32,
+            Precision::Auto => compute_dtype(device),
+        }
+    }
+}
+
+/// `f64` if `device` supports it for general arithmetic, else `f32`.
+pub fn compute_dtype(device: &burn::tensor::Device) -> FloatDType {
+    if device.supports_dtype(FloatDType::F64) { FloatDType::F64 } else { FloatDType::F32 }
+}
+
 /// Configuration of [`MmdLoss`].
 #[derive(Config, Debug)]
 pub struct MmdLossConfig {
@@ -92,6 +122,9 @@ pub struct MmdLossConfig {
     /// run the tensor form.
     #[config(default = true)]
     pub fused: bool,
+    /// The float type of the tensor form (the fused form is always `f64`, on the CPU).
+    #[config(default = "Precision::Auto")]
+    pub precision: Precision,
 }
 
 impl MmdLossConfig {
@@ -118,6 +151,7 @@ impl MmdLossConfig {
             normalize: self.normalize,
             check_finite: self.check_finite,
             fused: self.fused,
+            precision: self.precision,
         })
     }
 }
@@ -148,6 +182,8 @@ pub struct MmdLoss {
     normalize: Normalize,
     check_finite: bool,
     fused: bool,
+    #[module(skip)]
+    precision: Precision,
 }
 
 /// The matching loss of one step, with what a training loop logs about it.
@@ -291,7 +327,7 @@ impl MmdLoss {
         scale: f64,
     ) -> Result<MatchOutput, LossError> {
         let plan = MmdPlan::new(group, weight, groups, scale, self.eps, self.bandwidth).with_matching(self.matching);
-        if self.fused && fused::applies(&h1) {
+        if self.fused && self.precision != Precision::F32 && fused::applies(&h1) {
             let (value, facts) = fused::weighted_mmd(h1, h2, plan);
             if let (true, Some((input, bad))) = (self.check_finite, facts.first_non_finite) {
                 return Err(LossError::non_finite(["h1", "h2"][input], bad));
@@ -305,19 +341,24 @@ impl MmdLoss {
             check_finite(&h1, "h1")?;
             check_finite(&h2, "h2")?;
         }
-        let pooled = Tensor::cat(vec![h1, h2], 0).cast(FloatDType::F64);
+        let dtype = self.precision.resolve(&device);
+        let pooled = Tensor::cat(vec![h1, h2], 0).cast(dtype);
         let squared_distances = pairwise_squared_distances(pooled);
         let sigma = match self.bandwidth {
             Bandwidth::Fixed(sigma) => sigma,
             Bandwidth::Median => {
-                let host: Vec<f64> = squared_distances.clone().detach().into_data().iter::<f64>().collect();
+                let host: Vec<f64> =
+                    squared_distances.clone().detach().into_data().convert::<f64>().iter::<f64>().collect();
                 resolve_sigma(self.bandwidth, &host, rows)
             }
         };
         let kernel = (squared_distances * (-1.0 / sigma)).exp();
         let columns = groups.max(1);
-        let weights =
-            Tensor::<2>::from_data(TensorData::new(plan.dense_weights(), [rows, columns]), (&device, DType::F64));
+        let weights = TensorData::new(plan.dense_weights(), [rows, columns]);
+        let weights = match dtype {
+            FloatDType::F64 => Tensor::<2>::from_data(weights, (&device, DType::F64)),
+            _ => Tensor::<2>::from_data(weights.convert::<f32>(), (&device, DType::F32)).cast(dtype),
+        };
         let mmd_squared = (kernel.matmul(weights.clone()) * weights).sum_dim(0); // [1, groups]
         let term = match self.matching {
             Matching::Mmd => mmd_squared.clamp_min(self.eps).sqrt(),
@@ -345,13 +386,16 @@ fn check_pair(h1: &Tensor<2>, h2: &Tensor<2>) -> Result<[usize; 2], LossError> {
 
 /// One scalar read-back: a NaN or infinity anywhere makes the sum non-finite.
 pub(crate) fn check_finite(features: &Tensor<2>, name: &'static str) -> Result<(), LossError> {
-    let total: f64 = features.clone().detach().cast(FloatDType::F64).sum().into_scalar();
+    let total: f64 = features.clone().detach().cast(compute_dtype(&features.device())).sum().into_scalar();
     if total.is_finite() {
         return Ok(());
     }
-    // Name the first offending value: a sum of finite values can only overflow past 1e308.
-    let first_bad = features.to_data().iter::<f64>().find(|v| !v.is_finite()).unwrap_or(total);
-    Err(LossError::non_finite(name, first_bad))
+    // Name the first offending value. A sum of finite values can overflow (past 3.4e38 in
+    // `f32`), so a non-finite sum with no non-finite value is no error.
+    match features.to_data().convert::<f64>().iter::<f64>().find(|v| !v.is_finite()) {
+        Some(bad) => Err(LossError::non_finite(name, bad)),
+        None => Ok(()),
+    }
 }
 
 pub(crate) fn check_labels(

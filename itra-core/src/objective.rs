@@ -342,13 +342,15 @@ impl DistanceStats {
         if m1 == 0 || m2 == 0 {
             return Err(LossError::EmptyBatch { name: if m1 == 0 { "h1" } else { "h2" } });
         }
-        let h1 = h1.detach().cast(burn::tensor::FloatDType::F64);
-        let h2 = h2.detach().cast(burn::tensor::FloatDType::F64);
+        // f64 where the device has it (a diagnostic: f32 elsewhere is precise enough).
+        let dtype = crate::mmd::compute_dtype(&h1.device());
+        let h1 = h1.detach().cast(dtype);
+        let h2 = h2.detach().cast(dtype);
         let n1 = h1.clone().square().sum_dim(1);
         let n2 = h2.clone().square().sum_dim(1);
         let cross = h1.matmul(h2.transpose());
         let distances: Vec<f64> =
-            (n1 + n2.transpose() - cross * 2.0).clamp_min(0.0).sqrt().into_data().iter::<f64>().collect();
+            (n1 + n2.transpose() - cross * 2.0).clamp_min(0.0).sqrt().into_data().convert::<f64>().iter::<f64>().collect();
         let (mut same_sum, mut same_count) = (0.0, 0usize);
         for (i, &a) in y1.iter().enumerate() {
             for (j, &b) in y2.iter().enumerate() {
