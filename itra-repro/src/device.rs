@@ -1,4 +1,5 @@
-//! Run-time device selection: `--device cpu | cuda:N | tch-cpu | tch-cuda:N`.
+//! Run-time device selection: `--device cpu | cuda:N | tch-cpu | tch-cuda:N | wgpu[:N] |
+//! wgpu-integrated:N | wgpu-cpu`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -20,6 +21,22 @@ pub enum DeviceSpec {
     TchCpu,
     /// libtorch on CUDA GPU `N` (feature `tch`).
     TchCuda(usize),
+    /// Burn's wgpu backend (feature `wgpu`: Vulkan, Metal, DX12 or WebGPU, whichever the machine
+    /// offers) on the adapter `WgpuAdapter` names.
+    Wgpu(WgpuAdapter),
+}
+
+/// Which wgpu adapter a [`DeviceSpec::Wgpu`] runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum WgpuAdapter {
+    /// wgpu's choice (a high-power GPU first; `CUBECL_WGPU_DEFAULT_DEVICE` overrides it).
+    Default,
+    /// The `N`th discrete GPU.
+    Discrete(usize),
+    /// The `N`th integrated GPU.
+    Integrated(usize),
+    /// A software adapter on the CPU, such as Mesa's lavapipe.
+    Cpu,
 }
 
 impl DeviceSpec {
@@ -29,6 +46,7 @@ impl DeviceSpec {
             DeviceSpec::Cpu => "flex",
             DeviceSpec::Cuda(_) => "cuda",
             DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) => "tch",
+            DeviceSpec::Wgpu(_) => "wgpu",
         }
     }
 
@@ -38,6 +56,7 @@ impl DeviceSpec {
             DeviceSpec::Cpu => "burn-flex",
             DeviceSpec::Cuda(_) => "burn-cuda",
             DeviceSpec::TchCpu | DeviceSpec::TchCuda(_) => "burn-tch",
+            DeviceSpec::Wgpu(_) => "burn-wgpu",
         }
     }
 
@@ -54,6 +73,16 @@ impl DeviceSpec {
             #[cfg(feature = "tch")]
             #[allow(deprecated)]
             DeviceSpec::TchCuda(index) => Ok(Device::libtorch_cuda(index)),
+            #[cfg(feature = "wgpu")]
+            DeviceSpec::Wgpu(adapter) => {
+                use burn::tensor::DeviceKind;
+                Ok(Device::wgpu(match adapter {
+                    WgpuAdapter::Default => DeviceKind::DefaultDevice,
+                    WgpuAdapter::Discrete(index) => DeviceKind::DiscreteGpu(index),
+                    WgpuAdapter::Integrated(index) => DeviceKind::IntegratedGpu(index),
+                    WgpuAdapter::Cpu => DeviceKind::Cpu,
+                }))
+            }
             #[allow(unreachable_patterns)]
             other => bail!(
                 "device `{other}` needs the `{}` feature, which this build of itra lacks; rebuild with \
@@ -77,6 +106,10 @@ impl fmt::Display for DeviceSpec {
             DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
             DeviceSpec::TchCpu => f.write_str("tch-cpu"),
             DeviceSpec::TchCuda(i) => write!(f, "tch-cuda:{i}"),
+            DeviceSpec::Wgpu(WgpuAdapter::Default) => f.write_str("wgpu"),
+            DeviceSpec::Wgpu(WgpuAdapter::Discrete(i)) => write!(f, "wgpu:{i}"),
+            DeviceSpec::Wgpu(WgpuAdapter::Integrated(i)) => write!(f, "wgpu-integrated:{i}"),
+            DeviceSpec::Wgpu(WgpuAdapter::Cpu) => f.write_str("wgpu-cpu"),
         }
     }
 }
@@ -92,13 +125,22 @@ impl FromStr for DeviceSpec {
             "cuda" => Ok(DeviceSpec::Cuda(0)),
             "tch-cpu" => Ok(DeviceSpec::TchCpu),
             "tch-cuda" => Ok(DeviceSpec::TchCuda(0)),
+            "wgpu" => Ok(DeviceSpec::Wgpu(WgpuAdapter::Default)),
+            "wgpu-cpu" => Ok(DeviceSpec::Wgpu(WgpuAdapter::Cpu)),
             _ => {
                 if let Some(rest) = s.strip_prefix("cuda:") {
                     Ok(DeviceSpec::Cuda(index(rest)?))
                 } else if let Some(rest) = s.strip_prefix("tch-cuda:") {
                     Ok(DeviceSpec::TchCuda(index(rest)?))
+                } else if let Some(rest) = s.strip_prefix("wgpu-integrated:") {
+                    Ok(DeviceSpec::Wgpu(WgpuAdapter::Integrated(index(rest)?)))
+                } else if let Some(rest) = s.strip_prefix("wgpu:") {
+                    Ok(DeviceSpec::Wgpu(WgpuAdapter::Discrete(index(rest)?)))
                 } else {
-                    Err(format!("unknown device `{s}`; expected cpu, cuda:N, tch-cpu or tch-cuda:N"))
+                    Err(format!(
+                        "unknown device `{s}`; expected cpu, cuda:N, tch-cpu, tch-cuda:N, wgpu, wgpu:N, \
+                         wgpu-integrated:N or wgpu-cpu"
+                    ))
                 }
             }
         }
@@ -130,6 +172,10 @@ mod tests {
             ("cuda:1", DeviceSpec::Cuda(1)),
             ("tch-cpu", DeviceSpec::TchCpu),
             ("tch-cuda:0", DeviceSpec::TchCuda(0)),
+            ("wgpu", DeviceSpec::Wgpu(WgpuAdapter::Default)),
+            ("wgpu:1", DeviceSpec::Wgpu(WgpuAdapter::Discrete(1))),
+            ("wgpu-integrated:0", DeviceSpec::Wgpu(WgpuAdapter::Integrated(0))),
+            ("wgpu-cpu", DeviceSpec::Wgpu(WgpuAdapter::Cpu)),
         ] {
             assert_eq!(text.parse::<DeviceSpec>().unwrap(), spec);
             assert_eq!(spec.to_string(), text);
