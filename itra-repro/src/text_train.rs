@@ -164,14 +164,8 @@ pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<Text
         train = train.subset(&order[..limit]);
     }
     if let Some(limit) = config.data.test_limit.filter(|&l| l < test.len()) {
-        // The vision loop's rule: one class-stratified draw shared by every run.
         let labels: Vec<usize> = test.labels.iter().map(|&l| l as usize).collect();
-        let drawn = itra_data::stratified_draw(
-            &labels,
-            limit,
-            &mut rng(crate::vision_data::TEST_SUBSET_SEED, Stream::Subset, 2),
-        );
-        test = test.subset(&drawn);
+        test = test.subset(&crate::vision_data::test_subset(&labels, limit));
     }
     Ok(TextSplits { train, validation, test })
 }

@@ -25,6 +25,12 @@ use crate::train::Score;
 
 /// The seed of every test subset: one draw shared by all runs of a dataset and limit.
 pub const TEST_SUBSET_SEED: u64 = 0;
+/// The test rows a `test_limit` of `limit` keeps: one class-stratified draw on
+/// [`TEST_SUBSET_SEED`], the same for every run (vision and text alike).
+pub fn test_subset(labels: &[usize], limit: usize) -> Vec<usize> {
+    stratified_draw(labels, limit, &mut rng(TEST_SUBSET_SEED, Stream::Subset, 2))
+}
+
 /// Images of a folder's training split its normalisation is measured on (a seeded draw), so
 /// that a run never decodes the whole folder before its first step.
 pub const FOLDER_STATS_SAMPLE: usize = 1000;
@@ -95,8 +101,7 @@ pub fn load(config: &ExperimentConfig, data_dir: &Path) -> Result<VisionData> {
     let test = match config.data.test_limit {
         Some(0) => bail!("--test-limit 0 leaves no test images to evaluate"),
         Some(limit) if limit < full_test.len() => {
-            let drawn = stratified_draw(&full_test.labels(), limit, &mut rng(TEST_SUBSET_SEED, Stream::Subset, 2));
-            full_test.subset(&drawn)
+            full_test.subset(&test_subset(&full_test.labels(), limit))
         }
         _ => full_test,
     };
