@@ -71,8 +71,9 @@ impl std::str::FromStr for Matching {
 /// sums).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Precision {
-    /// `f64` where the device supports it, `f32` where it does not (WGSL devices: wgpu on
-    /// Vulkan, Metal, DX12, WebGPU), asked of the device itself.
+    /// `f64` where the device computes it correctly, `f32` where it does not (most wgpu
+    /// devices: WGSL has no `f64`, and lavapipe's reported `f64` is wrong), asked of the device
+    /// itself by [`compute_dtype`].
     #[default]
     Auto,
     /// Always `f64`.
@@ -92,9 +93,52 @@ impl Precision {
     }
 }
 
-/// `f64` if `device` supports it for general arithmetic, else `f32`.
+/// `f64` if `device` computes the tensor form's `f64` operations correctly, else `f32`.
+///
+/// A device's own report is not enough: Mesa's lavapipe (a Vulkan device) reports `f64`, and
+/// Burn's wgpu backend then compiles `f64` shaders whose `exp` returns garbage (SPIR-V's
+/// `GLSL.std.450` extended instructions are defined for 16- and 32-bit floats only). So a device
+/// that reports `f64` is also asked to compute a few values with the operations the loss uses
+/// (`exp`, `sqrt`, `powf`, a matrix product and a sum) and gets `f64` only if every one agrees
+/// with the host to 1e-12. The answer is kept per device, so the probe runs once per device and
+/// process.
 pub fn compute_dtype(device: &burn::tensor::Device) -> FloatDType {
-    if device.supports_dtype(FloatDType::F64) { FloatDType::F64 } else { FloatDType::F32 }
+    use std::sync::Mutex;
+    static ANSWERS: Mutex<Vec<(burn::tensor::Device, FloatDType)>> = Mutex::new(Vec::new());
+
+    if !device.supports_dtype(FloatDType::F64) {
+        return FloatDType::F32;
+    }
+    // A poisoned lock only means another probe panicked; its answers are still whole.
+    let mut answers = ANSWERS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, dtype)) = answers.iter().find(|(known, _)| known == device) {
+        return *dtype;
+    }
+    let dtype = if float64_is_exact(device) { FloatDType::F64 } else { FloatDType::F32 };
+    answers.push((device.clone(), dtype));
+    dtype
+}
+
+/// Whether `device` computes `exp`, `sqrt`, `powf`, a matrix product and a sum in `f64` as the
+/// host does, to 1e-12 relative (an `f32` result is off by ~1e-7, a broken one by far more).
+fn float64_is_exact(device: &burn::tensor::Device) -> bool {
+    const X: [f64; 4] = [0.3, 1.7, 4.2, 9.1];
+    let device = device.clone().without_autodiff();
+    let x = Tensor::<1>::from_data(TensorData::new(X.to_vec(), [4]), (&device, DType::F64));
+    let column = x.clone().reshape([4, 1]);
+    let outer = column.clone().matmul(column.transpose()).sum_dim(1).reshape([4]);
+    let probes = [
+        ((x.clone() * -1.0).exp(), X.map(|v| (-v).exp())),
+        (x.clone().sqrt(), X.map(f64::sqrt)),
+        (x.clone().powf_scalar(-0.5), X.map(|v| v.powf(-0.5))),
+        (outer, X.map(|v| v * X.iter().sum::<f64>())),
+    ];
+    probes.into_iter().all(|(computed, expected)| {
+        let computed = computed.into_data();
+        let Ok(values) = computed.as_slice::<f64>() else { return false };
+        values.len() == expected.len()
+            && values.iter().zip(expected).all(|(got, want)| (got - want).abs() <= 1e-12 * want.abs())
+    })
 }
 
 /// Configuration of [`MmdLoss`].
@@ -480,6 +524,17 @@ mod tests {
                 assert!(all_finite(g), "gradient is finite");
             }
         }
+    }
+
+    #[test]
+    fn flex_computes_float64_exactly_and_the_answer_is_kept() {
+        let device = Device::flex();
+        assert!(float64_is_exact(&device));
+        assert_eq!(compute_dtype(&device), FloatDType::F64);
+        // The autodiff device is the same hardware: the kept answer serves it.
+        assert_eq!(compute_dtype(&device.autodiff()), FloatDType::F64);
+        assert_eq!(Precision::Auto.resolve(&Device::flex()), FloatDType::F64);
+        assert_eq!(Precision::F32.resolve(&Device::flex()), FloatDType::F32);
     }
 
     #[test]

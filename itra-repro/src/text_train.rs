@@ -25,8 +25,8 @@
 //! The CPU reproduction trains on AG News' 7,600-example **test** CSV alone, split once with a
 //! fixed seed ([`SPLIT_SEED`], independent of the run's seed, so every run evaluates on the same
 //! examples) and stratified by class into 80% training and 20% held-out evaluation. The file is
-//! `$ITRA_AG_NEWS_TEST` if set, else `../shared/data/ag_news/test.csv` (relative to the working
-//! directory, then to the workspace root), else `<data_dir>/ag_news/ag_news_csv/test.csv`.
+//! `$ITRA_AG_NEWS_TEST` if set, else `<data_dir>/ag_news/ag_news_csv/test.csv` (where
+//! `itra data fetch ag_news` extracts it).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -74,20 +74,20 @@ pub fn is_text_dataset(id: &str) -> bool {
 /// AG News' test CSV for [`AG_NEWS_TEST_SPLIT`] (see the module docs for the search order).
 pub fn ag_news_test_csv(data_dir: &Path) -> Result<PathBuf> {
     if let Some(path) = std::env::var_os(AG_NEWS_TEST_ENV) {
-        return Ok(PathBuf::from(path));
+        let path = PathBuf::from(path);
+        if !path.is_file() {
+            bail!("{AG_NEWS_TEST_ENV} names {}, which is not a file", path.display());
+        }
+        return Ok(path);
     }
-    let relative = Path::new("../shared/data/ag_news/test.csv");
-    let candidates = [
-        relative.to_owned(),
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative),
-        data_dir.join("ag_news/ag_news_csv/test.csv"),
-    ];
-    candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
-        format!(
-            "AG News test.csv not found; set {AG_NEWS_TEST_ENV} or place it at one of: {}",
-            candidates.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        )
-    })
+    let path = data_dir.join("ag_news/ag_news_csv/test.csv");
+    if !path.is_file() {
+        bail!(
+            "AG News test.csv not found at {}; set {AG_NEWS_TEST_ENV} to its path or run `itra data fetch ag_news`",
+            path.display()
+        );
+    }
+    Ok(path)
 }
 
 /// Indices of a stratified split: per class, a [`SPLIT_SEED`] shuffle whose first
