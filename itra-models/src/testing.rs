@@ -4,7 +4,7 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
 
-use crate::FeatureModel;
+use crate::{Arch, Family, FeatureModel, MobileNetV2Form, ResNetStem};
 use crate::stats::{RUNNING_STAT_NAMES, trainable_params};
 
 /// Runs `model` forward on random images of `input_shape` (on an autodiff `device`), checks
@@ -104,4 +104,18 @@ impl burn::module::ModuleMapper for Materialize {
     fn map_flag(&mut self, flag: Param<burn::module::Flag>) -> Param<burn::module::Flag> {
         if self.containers.last().is_some_and(|kind| kind == "Struct:Dropout") { flag.with_value(false) } else { flag }
     }
+}
+
+/// The smallest input each form is exercised on: 28x28 for SmallCnn, 32x32 (five halvings to
+/// 1x1) for VGG, `imagenet_side` for the ImageNet stems (32 halves to 1x1), 16x16 for the
+/// stride-8 CIFAR stems (2x2 in the last stage), which keeps ResNet-101-CIFAR cheap.
+pub fn small_input_shape(arch: Arch, imagenet_side: usize) -> [usize; 3] {
+    let [channels, _, _] = arch.reference_input_shape();
+    let side = match arch.family() {
+        Family::SmallCnn => 28,
+        Family::Vgg(_) => 32,
+        Family::ResNet(_, ResNetStem::ImageNet) | Family::MobileNetV2(MobileNetV2Form::ImageNet) => imagenet_side,
+        Family::ResNet(_, ResNetStem::Cifar) | Family::MobileNetV2(MobileNetV2Form::Cifar) => 16,
+    };
+    [channels, side, side]
 }

@@ -6,22 +6,10 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{GradientsParams, SgdConfig};
 use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use itra_models::testing::assert_trains;
-use itra_models::{Arch, Family, FeatureModel, build, describe, trainable_params};
+use itra_models::{Arch, FeatureModel, build, describe, trainable_params};
 
-/// The smallest input each form is exercised on: 28x28 for SmallCnn, 32x32 (five halvings to
-/// 1x1) for VGG and the ImageNet stems, 16x16 for the stride-8 CIFAR stems (2x2 in the last
-/// stage), which keeps ResNet-101-CIFAR cheap.
 fn test_input_shape(arch: Arch) -> [usize; 3] {
-    let [channels, _, _] = arch.reference_input_shape();
-    let side = match arch.family() {
-        Family::SmallCnn => 28,
-        Family::Vgg(_) => 32,
-        Family::ResNet(_, itra_models::ResNetStem::ImageNet)
-        | Family::MobileNetV2(itra_models::MobileNetV2Form::ImageNet) => 32,
-        Family::ResNet(_, itra_models::ResNetStem::Cifar)
-        | Family::MobileNetV2(itra_models::MobileNetV2Form::Cifar) => 16,
-    };
-    [channels, side, side]
+    itra_models::testing::small_input_shape(arch, 32)
 }
 
 #[test]

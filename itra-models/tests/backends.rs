@@ -1,0 +1,111 @@
+//! Every architecture forward and backward on the non-flex backends, against flex: the same
+//! network (drawn on flex, then copied), the same input, the same loss. Off flex, this crate's
+//! kernels (im2col + GEMM convolution, fused batch norm, pooling) fall back to Burn's own ops, so
+//! this is where those ops and the dispatch arms are executed.
+//!
+//! Built with `--features wgpu` (CI: Mesa's lavapipe, a software Vulkan device) and
+//! `--features tch` (libtorch 2.9 on the CPU); without them this file holds no test.
+#![cfg(any(feature = "wgpu", feature = "tch"))]
+
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use itra_models::testing::same_network_on;
+use itra_models::{Arch, FeatureModel, build};
+
+/// The input each form runs on: small, but large enough that the last stage's batch norm
+/// normalises over `BATCH x final spatial >= 16` values per channel. At 32x32 and a batch of 2 the
+/// ImageNet stems end at 1x1, so each channel's batch norm sees two values, and where those two
+/// nearly agree it divides by a spread near its epsilon and amplifies the backends' rounding
+/// differences (measured: scaled errors up to 1.0 in the features of ResNet-50/101 and
+/// MobileNetV2, against <= 1e-4 for the CIFAR forms).
+fn test_input_shape(arch: Arch) -> [usize; 3] {
+    itra_models::testing::small_input_shape(arch, 64)
+}
+
+/// Images per forward.
+const BATCH: usize = 4;
+
+fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
+    tensor.into_data().convert::<f32>().iter::<f32>().collect()
+}
+
+/// What one forward and backward produces: the features, the logits and the gradient of a fixed
+/// random projection of the logits with respect to the input images.
+struct Pass {
+    features: Vec<f32>,
+    logits: Vec<f32>,
+    input_grad: Vec<f32>,
+}
+
+fn pass<M: Module + FeatureModel>(model: &M, images: &TensorData, projection: &TensorData, device: &Device) -> Pass {
+    let images = Tensor::<4>::from_data(images.clone(), device).require_grad();
+    let projection = Tensor::<2>::from_data(projection.clone(), device);
+    let features = model.forward_features(images.clone());
+    let logits = model.forward_head(features.clone());
+    let grads = (logits.clone() * projection).sum().backward();
+    let input_grad = images.grad(&grads).expect("the input reaches the loss");
+    Pass { features: host(features), logits: host(logits), input_grad: host(input_grad) }
+}
+
+/// The largest `|got - want| / (abs + max|want|)` over a tensor: relative to the tensor's scale,
+/// since single entries near zero carry the rounding of their larger neighbours.
+fn scaled_error(got: &[f32], want: &[f32]) -> f64 {
+    assert_eq!(got.len(), want.len());
+    let scale = want.iter().fold(0.0f64, |m, &w| m.max(f64::from(w).abs()));
+    got.iter().zip(want).map(|(&g, &w)| (f64::from(g) - f64::from(w)).abs() / (1e-6 + scale)).fold(0.0, f64::max)
+}
+
+/// Every architecture on `device` against flex. Returns, per architecture, the worst scaled error
+/// of the features, logits and input gradient, and fails above `tolerance`.
+fn matches_flex(device: &Device, backend: &str, tolerance: f64) {
+    let flex = Device::flex().autodiff();
+    let target = device.clone().autodiff();
+    let num_classes = 3;
+    let mut failures = Vec::new();
+    for &arch in Arch::ALL {
+        flex.seed(11);
+        let [channels, height, width] = test_input_shape(arch);
+        let model = build(arch, num_classes, [channels, height, width], &flex).expect("a valid architecture");
+        let on_flex = same_network_on(model, &flex);
+        let on_target = same_network_on(on_flex.clone(), &target);
+        let images = Tensor::<4>::random([BATCH, channels, height, width], Distribution::Normal(0.0, 1.0), &flex).into_data();
+        let projection = Tensor::<2>::random([BATCH, num_classes], Distribution::Normal(0.0, 1.0), &flex).into_data();
+        let want = pass(&on_flex, &images, &projection, &flex);
+        let got = pass(&on_target, &images, &projection, &target);
+        let errors = [
+            ("features", scaled_error(&got.features, &want.features)),
+            ("logits", scaled_error(&got.logits, &want.logits)),
+            ("input gradient", scaled_error(&got.input_grad, &want.input_grad)),
+        ];
+        println!("{backend} {arch}: {errors:?}");
+        for (what, error) in errors {
+            if !(error <= tolerance) {
+                failures.push(format!("{arch} {what}: scaled error {error:e} above {tolerance:e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{backend} differs from flex:\n{}", failures.join("\n"));
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn every_arch_on_wgpu_matches_flex() {
+    matches_flex(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu", TOLERANCE);
+}
+
+#[cfg(feature = "tch")]
+#[test]
+fn every_arch_on_tch_cpu_matches_flex() {
+    #[allow(deprecated)]
+    matches_flex(&Device::libtorch(), "tch-cpu", TOLERANCE);
+}
+
+/// f32 everywhere; the backends differ in summation order (GEMM blocking, im2col against direct
+/// or Winograd convolution, reduction trees), which a deep stack amplifies.
+///
+/// Measured on tch-cpu (2026-12-02, these shapes): features and logits <= 5.7e-4 for all 13
+/// architectures; input gradients <= 1e-5 for the small CNN, VGG-13 and ResNet-18/34, but
+/// 5.7e-3 to 5.6e-2 for ResNet-50/101 and MobileNetV2 (both stems). Open: whether that gap is
+/// the conditioning of training-mode batch norm over 16 values, 50-100 layers deep, or a fault
+/// (check with eval-mode batch norm or an f64 reference) -- until then this test fails there.
+const TOLERANCE: f64 = 1e-3;
