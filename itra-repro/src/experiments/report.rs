@@ -322,3 +322,60 @@ pub fn write_table(grid: &Grid, outcomes: &[(Cell, CellOutcome)], out_dir: &Path
     }
     Ok(stem.with_extension("md"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: Method, accuracy: Stat, ce: Stat) -> Row {
+        Row {
+            dataset: "fmnist".into(),
+            model: "small-cnn".into(),
+            method,
+            batch_size: None,
+            our_batch_size: None,
+            lambda: None,
+            accuracy: Some(accuracy),
+            ce: Some(ce),
+            paper: None,
+            missing: None,
+            stand_in: None,
+        }
+    }
+
+    fn stat(mean: f64, std: f64, n: usize) -> Stat {
+        Stat { mean, std, n }
+    }
+
+    #[test]
+    fn claims_weigh_the_difference_against_the_seed_noise() {
+        // Accuracy +0.5 against noise sqrt(0.3² + 0.4²) = 0.5 (not above it); CE -0.05 against 0.01.
+        let rows = [
+            row(Method::Baseline, stat(90.0, 0.3, 3), stat(0.30, 0.006, 3)),
+            row(Method::ItraC, stat(90.5, 0.4, 3), stat(0.25, 0.008, 3)),
+        ];
+        assert_eq!(
+            claims(&rows, Profile::Cpu),
+            ["fmnist/small-cnn: ITRA-c − baseline accuracy +0.50 (noise 0.50): same direction, within seed \
+              noise; CE -0.050 (noise 0.010): reproduced"]
+        );
+        let worse = [
+            row(Method::Baseline, stat(90.0, 0.1, 2), stat(0.30, 0.0, 2)),
+            row(Method::ItraC, stat(89.0, 0.1, 2), stat(0.31, 0.0, 2)),
+        ];
+        assert_eq!(
+            claims(&worse, Profile::Cpu),
+            ["fmnist/small-cnn: ITRA-c − baseline accuracy -1.00 (noise 0.14): not reproduced; CE +0.010 \
+              (noise 0.000): not reproduced"]
+        );
+        let one_seed = [
+            row(Method::Baseline, stat(6.25, 0.0, 1), stat(2.31, 0.0, 1)),
+            row(Method::ItraC, stat(12.5, 0.0, 1), stat(2.32, 0.0, 1)),
+        ];
+        assert_eq!(
+            claims(&one_seed, Profile::Smoke),
+            ["fmnist/small-cnn: ITRA-c − baseline accuracy +6.2 (1 seed): same direction, seed noise unknown; \
+              CE +0.01 (1 seed): not reproduced"]
+        );
+    }
+}
