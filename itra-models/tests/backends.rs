@@ -25,8 +25,9 @@ fn test_input_shape(arch: Arch) -> [usize; 3] {
 /// Images per forward.
 const BATCH: usize = 4;
 
-fn host<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
-    tensor.into_data().convert::<f32>().iter::<f32>().collect()
+fn host<const D: usize>(tensor: Tensor<D>) -> Result<Vec<f32>, String> {
+    let data = tensor.try_into_data().map_err(|e| format!("{e:?}"))?;
+    Ok(data.convert::<f32>().iter::<f32>().collect())
 }
 
 /// What one forward and backward produces: the features, the logits and the gradient of a fixed
@@ -37,14 +38,19 @@ struct Pass {
     input_grad: Vec<f32>,
 }
 
-fn pass<M: Module + FeatureModel>(model: &M, images: &TensorData, projection: &TensorData, device: &Device) -> Pass {
+fn pass<M: Module + FeatureModel>(
+    model: &M,
+    images: &TensorData,
+    projection: &TensorData,
+    device: &Device,
+) -> Result<Pass, String> {
     let images = Tensor::<4>::from_data(images.clone(), device).require_grad();
     let projection = Tensor::<2>::from_data(projection.clone(), device);
     let features = model.forward_features(images.clone());
     let logits = model.forward_head(features.clone());
     let grads = (logits.clone() * projection).sum().backward();
     let input_grad = images.grad(&grads).expect("the input reaches the loss");
-    Pass { features: host(features), logits: host(logits), input_grad: host(input_grad) }
+    Ok(Pass { features: host(features)?, logits: host(logits)?, input_grad: host(input_grad)? })
 }
 
 /// The largest `|got - want| / (abs + max|want|)` over a tensor: relative to the tensor's scale,
@@ -61,7 +67,11 @@ fn scaled_error(got: &[f32], want: &[f32]) -> f64 {
 /// over few values amplifies any rounding difference, the backends' and an input's alike, and a
 /// backend is only held to what the network's conditioning allows. A wrong op moves the numbers
 /// far more than rounding does, so this still fails on it.
-fn matches_flex(device: &Device, backend: &str, tolerance: f64) {
+///
+/// `too_large` names the networks one weight of which may exceed the device's largest buffer:
+/// for them, and only them, the allocation error is accepted (and printed) in place of a result;
+/// where they do fit they are compared like the rest.
+fn matches_flex(device: &Device, backend: &str, tolerance: f64, too_large: &[Arch]) {
     let flex = Device::flex().autodiff();
     let target = device.clone().autodiff();
     let num_classes = 3;
@@ -78,9 +88,19 @@ fn matches_flex(device: &Device, backend: &str, tolerance: f64) {
         let perturbed = (images.clone() * (noise * PERTURBATION + 1.0)).into_data();
         let images = images.into_data();
         let projection = Tensor::<2>::random([BATCH, num_classes], Distribution::Normal(0.0, 1.0), &flex).into_data();
-        let want = pass(&on_flex, &images, &projection, &flex);
-        let moved = pass(&on_flex, &perturbed, &projection, &flex);
-        let got = pass(&on_target, &images, &projection, &target);
+        let want = pass(&on_flex, &images, &projection, &flex).expect("flex runs every network");
+        let moved = pass(&on_flex, &perturbed, &projection, &flex).expect("flex runs every network");
+        let got = match pass(&on_target, &images, &projection, &target) {
+            Ok(got) => got,
+            Err(error) if too_large.contains(&arch) && error.contains("can't allocate buffer") => {
+                println!("{backend} {arch}: not run, its weights exceed this device's largest buffer: {error}");
+                continue;
+            }
+            Err(error) => {
+                failures.push(format!("{arch}: {error}"));
+                continue;
+            }
+        };
         let errors = [
             ("features", scaled_error(&got.features, &want.features), scaled_error(&moved.features, &want.features)),
             ("logits", scaled_error(&got.logits, &want.logits), scaled_error(&moved.logits, &want.logits)),
@@ -107,14 +127,16 @@ fn matches_flex(device: &Device, backend: &str, tolerance: f64) {
 #[cfg(feature = "wgpu")]
 #[test]
 fn every_arch_on_wgpu_matches_flex() {
-    matches_flex(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu", TOLERANCE);
+    // VGG-13's ImageNet classifier holds a 25088 x 4096 weight (411 MB), which lavapipe (Mesa
+    // 22.3) cannot allocate ("can't allocate buffer of size: 411041792"); a GPU can.
+    matches_flex(&Device::wgpu(burn::tensor::DeviceKind::DefaultDevice), "wgpu", TOLERANCE, &[Arch::Vgg13]);
 }
 
 #[cfg(feature = "tch")]
 #[test]
 fn every_arch_on_tch_cpu_matches_flex() {
     #[allow(deprecated)]
-    matches_flex(&Device::libtorch(), "tch-cpu", TOLERANCE);
+    matches_flex(&Device::libtorch(), "tch-cpu", TOLERANCE, &[]);
 }
 
 /// f32 everywhere; the backends differ in summation order (GEMM blocking, im2col against direct
