@@ -138,20 +138,20 @@ pub struct CenterLoss {
 impl CenterLoss {
     /// The centres as a tensor, `[K, d]`.
     pub fn centers(&self) -> Tensor<2> {
-        self.centers.value()
+        self.centers.value_sync()
     }
 
     /// Which classes have an initialised centre, one entry per class.
     pub fn initialized(&self) -> Vec<bool> {
-        self.initialized.value().into_data().iter::<f32>().map(|flag| flag > 0.5).collect()
+        self.initialized.value_sync().into_data().iter::<f32>().map(|flag| flag > 0.5).collect()
     }
 
     /// Sets the centres and the initialised mask from a checkpoint.
     ///
     /// Returns an error, and changes nothing, if `centers` is not `[K, d]`, `initialized` does not
     /// have `K` entries or `centers` holds a non-finite value.
-    pub fn restore(&mut self, centers: Tensor<2>, initialized: Vec<bool>) -> Result<(), LossError> {
-        let current = self.centers.value();
+    pub fn restore(&self, centers: Tensor<2>, initialized: Vec<bool>) -> Result<(), LossError> {
+        let current = self.centers.value_sync();
         let [num_classes, width] = current.dims();
         let dims = centers.dims();
         if dims != [num_classes, width] {
@@ -168,8 +168,8 @@ impl CenterLoss {
         check_finite(&centers, "centers")?;
         let device = current.device();
         let centers = centers.detach().cast(FloatDType::F32).to_device(&device);
-        self.centers = RunningState::new(centers);
-        self.initialized = RunningState::new(mask_tensor(&initialized, &device));
+        set(&self.centers, centers);
+        set(&self.initialized, mask_tensor(&initialized, &device));
         Ok(())
     }
 
@@ -186,7 +186,7 @@ impl CenterLoss {
     /// - labels: `m` labels in `0..K`
     ///
     /// Returns the errors of [`CenterLoss::try_forward`].
-    pub fn init_classes(&mut self, features: Tensor<2>, labels: &[usize]) -> Result<(), LossError> {
+    pub fn init_classes(&self, features: Tensor<2>, labels: &[usize]) -> Result<(), LossError> {
         let centers = self.checked_centers(&features, labels)?;
         let [num_classes, width] = centers.dims();
         let mut initialized = self.initialized();
@@ -204,11 +204,11 @@ impl CenterLoss {
         let means = one_hot.transpose().matmul(features) / counts.clamp_min(1.0);
         let replace: Vec<bool> = fresh.iter().flat_map(|&f| std::iter::repeat_n(f, width)).collect();
         let replace = Tensor::<2, Bool>::from_data(TensorData::new(replace, [num_classes, width]), &device);
-        self.centers = RunningState::new(centers.mask_where(replace, means));
+        set(&self.centers, centers.mask_where(replace, means));
         for (flag, new) in initialized.iter_mut().zip(&fresh) {
             *flag |= new;
         }
-        self.initialized = RunningState::new(mask_tensor(&initialized, &device));
+        set(&self.initialized, mask_tensor(&initialized, &device));
         Ok(())
     }
 
@@ -231,7 +231,7 @@ impl CenterLoss {
     /// [`CenterLoss::forward`], returning an error for an empty batch, a width other than `d`,
     /// mismatched label count, labels out of range or non-finite features.
     pub fn try_forward(&self, features: Tensor<2>, labels: Tensor<1, Int>) -> Result<Tensor<1>, LossError> {
-        let [num_classes, _] = self.centers.value().dims();
+        let [num_classes, _] = self.centers.value_sync().dims();
         let labels = host_labels(&labels, "labels", num_classes)?;
         self.try_forward_host(features, &labels)
     }
@@ -249,7 +249,7 @@ impl CenterLoss {
     /// Wen et al.'s centre update, on detached features:
     /// `c_j <- c_j - alpha * sum_{i: y_i = j} (c_j - h_i) / (1 + n_j)` for every class `j`
     /// (classes absent from the batch stay where they are).
-    pub fn update_centers(&mut self, features: Tensor<2>, labels: &[usize]) -> Result<(), LossError> {
+    pub fn update_centers(&self, features: Tensor<2>, labels: &[usize]) -> Result<(), LossError> {
         let centers = self.checked_centers(&features, labels)?;
         let [num_classes, _] = centers.dims();
         let device = centers.device();
@@ -257,12 +257,12 @@ impl CenterLoss {
         let features = features.detach().cast(FloatDType::F32).to_device(&device);
         let class_sums = one_hot.transpose().matmul(features); // [K, d]
         let delta = (centers.clone() * counts.clone() - class_sums) / (counts + 1.0);
-        self.centers = RunningState::new(centers - delta * self.alpha);
+        set(&self.centers, centers - delta * self.alpha);
         Ok(())
     }
 
     fn checked_centers(&self, features: &Tensor<2>, labels: &[usize]) -> Result<Tensor<2>, LossError> {
-        let centers = self.centers.value().detach();
+        let centers = self.centers.value_sync().detach();
         let [num_classes, width] = centers.dims();
         let [rows, feat_width] = features.dims();
         if rows == 0 {
@@ -280,6 +280,15 @@ impl CenterLoss {
         check_finite(features, "features")?;
         Ok(centers)
     }
+}
+
+/// Makes `value` the state's value now, through `&self` (Burn's running-state update, as batch
+/// norm's running statistics use it): clones of the module share the state, so a copy forked
+/// to another device or thread (burn-train's multi-device strategy) moves the same centres.
+/// Where several threads update before a read, the read averages their values (Burn's rule).
+fn set<const D: usize>(state: &RunningState<Tensor<D>>, value: Tensor<D>) {
+    state.update(value);
+    state.value_sync();
 }
 
 /// The batch's one-hot labels `[m, K]` and per-class counts `[K, 1]`, in f32.
@@ -347,7 +356,7 @@ mod tests {
         // dL/dh_i = (1/m)(h_i - c_0) = [[0, 1], [2, 3]] / 2; without the 1/2 it is twice that.
         let device = Device::flex().autodiff();
         for (halve, scale) in [(true, 0.5f32), (false, 1.0)] {
-            let mut loss = CenterLossConfig::new(2, 2).with_halve(halve).init(&device);
+            let loss = CenterLossConfig::new(2, 2).with_halve(halve).init(&device);
             loss.restore(matrix(&[1.0, 1.0, 0.0, 0.0], [2, 2], &device), vec![true, true]).unwrap();
             let h = matrix(&[1.0, 2.0, 3.0, 4.0], [2, 2], &device).require_grad();
             let value = loss.try_forward_host(h.clone(), &[0, 0]).unwrap();
@@ -361,7 +370,7 @@ mod tests {
         // Two features of class 0, centres at zero (Zero init), alpha = 0.5:
         // c_0 <- 0 - 0.5 * ((0 - h_1) + (0 - h_2)) / (1 + 2) = 0.5 * (4, 6) / 3; class 1 is absent and stays.
         let device = Device::flex();
-        let mut loss = CenterLossConfig::new(2, 2).with_alpha(0.5).with_init(CenterInit::Zero).init(&device);
+        let loss = CenterLossConfig::new(2, 2).with_alpha(0.5).with_init(CenterInit::Zero).init(&device);
         loss.update_centers(matrix(&[1.0, 2.0, 3.0, 4.0], [2, 2], &device), &[0, 0]).unwrap();
         assert_close(&host(loss.centers()), &[2.0 / 3.0, 1.0, 0.0, 0.0]);
     }
@@ -369,7 +378,7 @@ mod tests {
     #[test]
     fn a_class_takes_its_batch_mean_on_first_appearance() {
         let device = Device::flex();
-        let mut loss = CenterLossConfig::new(3, 2).init(&device);
+        let loss = CenterLossConfig::new(3, 2).init(&device);
         assert_eq!(loss.initialized(), vec![false; 3]);
 
         // Batch 1: class 0 = {(1, 2), (3, 6)}, class 1 = {(10, 0)}; class 2 absent.
@@ -399,7 +408,7 @@ mod tests {
     fn zero_init_keeps_zero_centres() {
         // Every class counts as initialised from the start, so init_classes changes nothing.
         let device = Device::flex();
-        let mut loss = CenterLossConfig::new(2, 2).with_init(CenterInit::Zero).init(&device);
+        let loss = CenterLossConfig::new(2, 2).with_init(CenterInit::Zero).init(&device);
         assert_eq!(loss.initialized(), vec![true, true]);
         loss.init_classes(matrix(&[1.0, 2.0, 3.0, 4.0], [2, 2], &device), &[0, 1]).unwrap();
         assert_eq!(host(loss.centers()), vec![0.0; 4]);
@@ -408,9 +417,9 @@ mod tests {
     #[test]
     fn restore_round_trips_and_checks_its_inputs() {
         let device = Device::flex();
-        let mut saved = CenterLossConfig::new(2, 2).init(&device);
+        let saved = CenterLossConfig::new(2, 2).init(&device);
         saved.init_classes(matrix(&[1.0, 2.0], [1, 2], &device), &[1]).unwrap();
-        let mut loaded = CenterLossConfig::new(2, 2).init(&device);
+        let loaded = CenterLossConfig::new(2, 2).init(&device);
         loaded.restore(saved.centers(), saved.initialized()).unwrap();
         assert_eq!(loaded.initialized(), vec![false, true]);
         assert_eq!(host(loaded.centers()), vec![0.0, 0.0, 1.0, 2.0]);
@@ -441,6 +450,22 @@ mod tests {
     }
 
     #[test]
+    fn a_clone_on_another_thread_moves_the_same_centres() {
+        // burn-train forks the module to each device's thread: the centres are shared state, and a
+        // step taken through `&self` on any copy is seen by all of them.
+        let device = Device::flex();
+        let loss = CenterLossConfig::new(2, 2).init(&device);
+        let copy = loss.clone();
+        std::thread::spawn(move || {
+            copy.init_classes(matrix(&[1.0, 2.0, 3.0, 4.0], [2, 2], &Device::flex()), &[0, 1]).unwrap();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(loss.initialized(), vec![true, true]);
+        assert_eq!(host(loss.centers()), vec![1.0, 2.0, 3.0, 4.0]);
+    }
+
+    #[test]
     fn centers_are_state_not_parameters() {
         let loss = CenterLossConfig::new(3, 4).init(&Device::flex().autodiff());
         // Running state is recorded with the module but never tracked for gradients.
@@ -451,7 +476,7 @@ mod tests {
     #[test]
     fn bad_inputs_are_typed_errors() {
         let device = Device::flex();
-        let mut loss = CenterLossConfig::new(2, 2).init(&device);
+        let loss = CenterLossConfig::new(2, 2).init(&device);
         let h = Tensor::<2>::ones([1, 2], &device);
         assert!(matches!(loss.try_forward_host(h.clone(), &[2]), Err(LossError::LabelOutOfRange { .. })));
         assert!(matches!(

@@ -3,8 +3,10 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 
 use burn::config::Config;
+use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
@@ -167,7 +169,7 @@ impl ItraObjectiveConfig {
             classification,
             matching: self.mmd.try_init()?,
             center,
-            cache: None,
+            cache: PreviousFeatures::default(),
         })
     }
 }
@@ -198,20 +200,43 @@ pub struct LossParts {
 
 /// The objective one optimisation step minimises, for any of the paper's methods.
 ///
-/// Call [`ItraObjective::step_loss`] exactly once per optimisation step: it also advances the
-/// objective's state (Center loss's centres, and the cached `H1` of [`SecondBatchMode::Cached`]).
-#[derive(Debug)]
+/// Call [`ItraObjective::step_loss`] (or [`ItraObjective::forward_step`]) exactly once per
+/// optimisation step: it also advances the objective's state, Center loss's centres and the
+/// cached `H1` of [`SecondBatchMode::Cached`]. The state changes through `&self`, so the
+/// objective can sit inside a module whose training step takes `&self` (burn-train's
+/// `TrainStep`); the centres are Burn running state, saved and loaded with the module's record,
+/// and clones share them. The cached features are not part of the record: a training loop that
+/// resumes a cached-mode run restores them with [`ItraObjective::restore_cache`].
+#[derive(Module, Debug)]
 pub struct ItraObjective {
+    #[module(skip)]
     method: Method,
     lambda: f64,
     num_classes: usize,
+    #[module(skip)]
     second_batch: SecondBatchMode,
     classification: LabelSmoothingCrossEntropy,
     matching: MmdLoss,
     /// Center loss's state, for [`Method::Center`].
-    pub center: Option<CenterLoss>,
+    center: Option<CenterLoss>,
     /// The previous step's detached `H1` and labels, for [`SecondBatchMode::Cached`].
-    pub cache: Option<(Tensor<2>, Vec<usize>)>,
+    #[module(skip)]
+    cache: PreviousFeatures,
+}
+
+/// The previous step's detached features and labels, shared by the objective's clones.
+#[derive(Debug, Clone, Default)]
+struct PreviousFeatures(Arc<Mutex<Option<(Tensor<2>, Vec<usize>)>>>);
+
+impl PreviousFeatures {
+    fn replace(&self, value: Option<(Tensor<2>, Vec<usize>)>) -> Option<(Tensor<2>, Vec<usize>)> {
+        let mut slot = self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::replace(&mut *slot, value)
+    }
+
+    fn get(&self) -> Option<(Tensor<2>, Vec<usize>)> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
 }
 
 /// How the training loop must produce the second mini-batch's features this step.
@@ -229,6 +254,32 @@ impl ItraObjective {
     /// The method.
     pub fn method(&self) -> Method {
         self.method
+    }
+
+    /// The weight of the regulariser this step (LSR's smoothing for [`Method::Lsr`]).
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// The number of classes.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
+    }
+
+    /// Center loss's state ([`Method::Center`] only).
+    pub fn center(&self) -> Option<&CenterLoss> {
+        self.center.as_ref()
+    }
+
+    /// The previous step's detached `H1` and labels ([`SecondBatchMode::Cached`] after a step;
+    /// `None` otherwise), for a checkpoint.
+    pub fn cached_features(&self) -> Option<(Tensor<2>, Vec<usize>)> {
+        self.cache.get()
+    }
+
+    /// Puts a checkpoint's cached features back (see [`ItraObjective::cached_features`]).
+    pub fn restore_cache(&self, cache: Option<(Tensor<2>, Vec<usize>)>) {
+        self.cache.replace(cache.map(|(features, labels)| (features.detach(), labels)));
     }
 
     /// Sets the weight of the regulariser from the next step on (a warm-up changes it per
@@ -262,7 +313,7 @@ impl ItraObjective {
     /// - h1: `[m1, d]`, logits: `[m1, K]`, y1: `m1` labels
     /// - second.features: `[m2, d]`, second.labels: `m2` labels
     pub fn step_loss(
-        &mut self,
+        &self,
         h1: Tensor<2>,
         logits: Tensor<2>,
         y1: &[usize],
@@ -273,7 +324,7 @@ impl ItraObjective {
         match self.method {
             Method::Baseline | Method::Lsr => {}
             Method::Center => {
-                let center = self.center.as_mut().expect("center state exists for Method::Center");
+                let center = self.center.as_ref().expect("center state exists for Method::Center");
                 // A class seen for the first time takes its batch mean before the loss (CONVENTIONS.md).
                 center.init_classes(h1.clone().detach(), y1)?;
                 let term = center.try_forward_host(h1.clone(), y1)?;
@@ -285,7 +336,7 @@ impl ItraObjective {
                 let cached;
                 let second = match (self.second_batch, second) {
                     (SecondBatchMode::Cached, _) => {
-                        cached = self.cache.replace((h1.clone().detach(), y1.to_vec()));
+                        cached = self.cache.replace(Some((h1.clone().detach(), y1.to_vec())));
                         cached.as_ref().map(|(features, labels)| SecondBatch { features: features.clone(), labels })
                     }
                     (SecondBatchMode::Detached, Some(second)) => {
@@ -349,8 +400,13 @@ impl DistanceStats {
         let n1 = h1.clone().square().sum_dim(1);
         let n2 = h2.clone().square().sum_dim(1);
         let cross = h1.matmul(h2.transpose());
-        let distances: Vec<f64> =
-            (n1 + n2.transpose() - cross * 2.0).clamp_min(0.0).sqrt().into_data().convert::<f64>().iter::<f64>().collect();
+        let distances: Vec<f64> = (n1 + n2.transpose() - cross * 2.0)
+            .clamp_min(0.0)
+            .sqrt()
+            .into_data()
+            .convert::<f64>()
+            .iter::<f64>()
+            .collect();
         let (mut same_sum, mut same_count) = (0.0, 0usize);
         for (i, &a) in y1.iter().enumerate() {
             for (j, &b) in y2.iter().enumerate() {
@@ -378,12 +434,12 @@ mod tests {
         // the within-class scatter (||(-1, -2)||^2 + ||(1, 2)||^2) / (2 * 2) = 2.5, not
         // (5 + 45) / 4 from zero. Wen's update then moves c_0 by sum (c_0 - h_i) / 3 = 0.
         let device = Device::flex();
-        let mut objective = ItraObjectiveConfig::new(Method::Center, 2, 2).with_lambda(1.0).init(&device).unwrap();
+        let objective = ItraObjectiveConfig::new(Method::Center, 2, 2).with_lambda(1.0).init(&device).unwrap();
         let h1 = Tensor::<2>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0, 6.0], [2, 2]), &device);
         let parts = objective.step_loss(h1, Tensor::zeros([2, 2], &device), &[0, 0], None).unwrap();
         let term: f64 = parts.regularizer.unwrap().into_scalar();
         assert!((term - 2.5).abs() < 1e-6, "{term}");
-        let center = objective.center.as_ref().unwrap();
+        let center = objective.center().unwrap();
         assert_eq!(center.initialized(), vec![true, false]);
         let centers: Vec<f32> = center.centers().into_data().iter::<f32>().collect();
         assert_eq!(centers, vec![2.0, 4.0, 0.0, 0.0]);

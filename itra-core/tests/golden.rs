@@ -189,7 +189,7 @@ fn run_fixture(fixture: &Value, device: &Device, forms: &[Form], check: &mut Che
             // Absent `initialized`: every class is, and the given centres are used as they are.
             let initialized = fixture.get("initialized").map_or_else(|| vec![true; num_classes], bools);
             let init = if initialized.iter().all(|&flag| flag) { CenterInit::Zero } else { CenterInit::ClassMean };
-            let mut center = CenterLossConfig::new(num_classes, feat_dim)
+            let center = CenterLossConfig::new(num_classes, feat_dim)
                 .with_alpha(params["alpha"].as_f64().unwrap_or(0.5))
                 .with_halve(params["halve"].as_bool().unwrap_or(true))
                 .with_init(init)

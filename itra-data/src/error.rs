@@ -60,6 +60,8 @@ pub enum DataError {
     Manifest { path: PathBuf, message: String },
     #[error("offline: {} missing: {}", plural(missing.len(), "file"), join_display(missing))]
     Offline { missing: Vec<String> },
+    #[error("example {index} requested of a dataset of {len}")]
+    IndexOutOfRange { index: usize, len: usize },
 }
 
 fn plural(n: usize, noun: &str) -> String {

@@ -27,6 +27,7 @@ pub mod fuzzing;
 pub mod idx;
 pub mod imagenet;
 mod info;
+pub mod items;
 mod loader;
 mod manifest;
 mod normalize;
@@ -50,6 +51,7 @@ pub use manifest::{DigestManifest, ENCODER_MANIFEST, EXTRACTED_MANIFEST, Manifes
 pub use registry::{DatasetSpec, Format, spec};
 
 pub use augment::Augmentation;
+pub use items::{ImageItem, PipelineView, RawImage, TextItem};
 pub use loader::{Batch, BatchRequest, ImageSource, Loader, LoaderOptions, Pipeline, folder_source};
 pub use normalize::{Normalization, STATS_FILE};
 pub use sampler::{PairedSampler, Stream};

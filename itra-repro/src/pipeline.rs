@@ -15,6 +15,12 @@ pub fn to_tensor(batch: Batch, device: &Device) -> (Tensor<4>, Vec<usize>) {
     (Tensor::from_data(TensorData::new(batch.images, batch.shape), device), batch.labels)
 }
 
+/// A loaded batch as the training step takes it: the images on `device`, the labels on the host.
+pub fn labelled(batch: Batch, device: &Device) -> itra_core::LabelledBatch<Tensor<4>> {
+    let (inputs, labels) = to_tensor(batch, device);
+    itra_core::LabelledBatch { inputs, labels }
+}
+
 /// The unaugmented, normalised batch of `indices` of a borrowed in-memory `dataset`: the values
 /// an [`itra_data::Pipeline`] without augmentation makes, without moving the dataset into one.
 pub fn batch(dataset: &ImageDataset, norm: &itra_data::Normalization, indices: &[usize]) -> Batch {

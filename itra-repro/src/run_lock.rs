@@ -418,7 +418,10 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             write_record(dir.path(), &record("node-b", 4242, 5, false));
             let err = RunLock::acquire_with(dir.path(), mode, LEASE).unwrap_err().to_string();
-            assert!(err.contains("pid 4242 on host node-b") && err.contains("lease renewed 5 s ago"), "{mode:?}: {err}");
+            assert!(
+                err.contains("pid 4242 on host node-b") && err.contains("lease renewed 5 s ago"),
+                "{mode:?}: {err}"
+            );
         }
     }
 

@@ -36,7 +36,7 @@ use anyhow::{Context, Result, bail};
 use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use itra_core::{DistanceStats, SecondBatch, SecondForward};
+use itra_core::{DistanceStats, LabelledBatch, PairBatch, SecondForward, StepOutput};
 use itra_data::sampler::{init_seed, rng};
 use itra_data::{PairedSampler, Split, Stream, TextDataset};
 use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
@@ -315,7 +315,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     let mut objective = crate::train::objective(loss, train_set.num_classes, model.feat_dim(), &device)?;
 
     let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer_with(&config.optimizer, true))?;
-    files.restore(&mut objective, &device)?;
+    files.restore(&objective, &device)?;
     let start_epoch = files.start_epoch;
 
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
@@ -335,32 +335,27 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             let warmup = ((global_step + 1) as f64 / warmup_steps as f64).min(1.0);
             let lr = warmup * config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
             objective.set_lambda(loss.lambda_at(global_step, total_steps));
-            let (batch, labels) = train_tokens.batch(&tokenizer, sampler.batch(&first_order, step), &device);
-            let h1 = model.forward_features(&batch);
-            sums.features.add(&h1);
-            let logits = model.forward_head(h1.clone());
-            let second_labels;
-            let second = match objective.second_forward() {
-                SecondForward::None => None,
-                mode => {
-                    let (batch2, labels2) = train_tokens.batch(&tokenizer, sampler.batch(&second_order, step), &device);
-                    second_labels = labels2;
-                    let mut h2 = model.forward_features(&batch2);
-                    if mode == SecondForward::Detached {
-                        h2 = h2.detach();
-                    }
-                    Some(SecondBatch { features: h2, labels: &second_labels })
-                }
+            let token_batch = |order: &[usize]| {
+                let (inputs, labels) = train_tokens.batch(&tokenizer, sampler.batch(order, step), &device);
+                LabelledBatch { inputs, labels }
             };
+            let first = token_batch(&first_order);
+            let second = (objective.second_forward() != SecondForward::None).then(|| token_batch(&second_order));
+            let batch = PairBatch {
+                first: LabelledBatch { inputs: &first.inputs, labels: first.labels.clone() },
+                second: second.as_ref().map(|s| LabelledBatch { inputs: &s.inputs, labels: s.labels.clone() }),
+            };
+            let StepOutput { parts, features, second, .. } =
+                objective.forward_step(&model, batch).context("training objective")?;
+            sums.features.add(&features);
             // Figure 1's ratio, here from the training forward's features (no extra pass: a
             // transformer forward is too dear to repeat in evaluation mode).
             if let Some(second) = second.as_ref().filter(|_| global_step % DISTANCE_EVERY == 0) {
-                let stats = DistanceStats::compute(h1.clone(), &labels, second.features.clone(), second.labels)?;
+                let stats = DistanceStats::compute(features, &first.labels, second.inputs.clone(), &second.labels)?;
                 if let Some(same) = stats.same_class.filter(|_| stats.all_pairs > 0.0) {
                     sums.distance_trace.push((global_step, same / stats.all_pairs));
                 }
             }
-            let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
             sums.add(&parts, epoch, step, lr)?;
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             model = optim.step(lr, model, grads);

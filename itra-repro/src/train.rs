@@ -15,13 +15,15 @@ use burn::optim::{AdamConfig, AdamWConfig, GradientsParams, ModuleOptimizer, Sgd
 use burn::store::{BurnpackStore, ModuleSnapshot};
 use burn::tensor::{Device, Tensor, TensorData};
 use indicatif::{ProgressBar, ProgressStyle};
-use itra_core::{DistanceStats, ItraObjective, ItraObjectiveConfig, MmdLossConfig, SecondBatch, SecondForward};
+use itra_core::{
+    DistanceStats, ItraObjective, ItraObjectiveConfig, MmdLossConfig, PairBatch, SecondForward, StepOutput,
+};
 use itra_data::{Loader, LoaderOptions};
 use itra_models::{FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig};
-use crate::pipeline::{PairedSampler, Stream, init_seed, next_step, to_tensor};
+use crate::pipeline::{PairedSampler, Stream, init_seed, labelled, next_step, to_tensor};
 use crate::provenance::{Provenance, write_atomic};
 use crate::run_lock::RunLock;
 
@@ -208,11 +210,11 @@ impl CheckpointState {
             config_hash: config_hash.to_owned(),
             epochs_done: history.len(),
             history: history.to_vec(),
-            centers: objective.center.as_ref().map(|c| tensor_to_host(&c.centers())),
-            center_initialized: objective.center.as_ref().map(|c| c.initialized()),
-            cache: objective.cache.as_ref().map(|(h, labels)| {
-                let (values, shape) = tensor_to_host(h);
-                (values, shape, labels.clone())
+            centers: objective.center().map(|c| tensor_to_host(&c.centers())),
+            center_initialized: objective.center().map(|c| c.initialized()),
+            cache: objective.cached_features().map(|(h, labels)| {
+                let (values, shape) = tensor_to_host(&h);
+                (values, shape, labels)
             }),
         }
     }
@@ -329,14 +331,15 @@ fn load_checkpoint<M: Module>(
     Ok((Some(state), optim))
 }
 
-fn restore_objective(objective: &mut ItraObjective, state: &mut CheckpointState, device: &Device) -> Result<()> {
-    if let (Some(center), Some(centers)) = (objective.center.as_mut(), state.centers.take()) {
+fn restore_objective(objective: &ItraObjective, state: &mut CheckpointState, device: &Device) -> Result<()> {
+    if let (Some(center), Some(centers)) = (objective.center(), state.centers.take()) {
         let classes = centers.1[0];
         let initialized = state.center_initialized.take().unwrap_or_else(|| vec![true; classes]);
         center.restore(host_to_tensor(centers, device), initialized).context("restoring the Center-loss centres")?;
     }
-    objective.cache =
-        state.cache.take().map(|(values, shape, labels)| (host_to_tensor((values, shape), device), labels));
+    objective.restore_cache(
+        state.cache.take().map(|(values, shape, labels)| (host_to_tensor((values, shape), device), labels)),
+    );
     Ok(())
 }
 
@@ -390,7 +393,7 @@ impl RunFiles {
     }
 
     /// Puts the checkpoint's Center-loss centres and cached features back into `objective`.
-    pub fn restore(&mut self, objective: &mut ItraObjective, device: &Device) -> Result<()> {
+    pub fn restore(&mut self, objective: &ItraObjective, device: &Device) -> Result<()> {
         match self.checkpoint.take() {
             Some(mut state) => restore_objective(objective, &mut state, device),
             None => Ok(()),
@@ -443,7 +446,13 @@ pub fn objective(loss: &LossConfig, num_classes: usize, feat_dim: usize, device:
         .with_center_alpha(loss.center_alpha)
         .with_center_init(loss.center_init)
         .with_center_halve(loss.center_halve)
-        .with_mmd(MmdLossConfig::new().with_bandwidth(loss.bandwidth).with_eps(loss.eps).with_normalize(loss.normalize).with_matching(loss.matching))
+        .with_mmd(
+            MmdLossConfig::new()
+                .with_bandwidth(loss.bandwidth)
+                .with_eps(loss.eps)
+                .with_normalize(loss.normalize)
+                .with_matching(loss.matching),
+        )
         .init(device)?)
 }
 
@@ -474,7 +483,7 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     let mut objective = objective(loss, data.num_classes(), model.feat_dim(), &device)?;
 
     let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer(&config.optimizer))?;
-    files.restore(&mut objective, &device)?;
+    files.restore(&objective, &device)?;
     let start_epoch = files.start_epoch;
 
     let sampler = PairedSampler::new(data.train.len(), config.batch_size, config.seed);
@@ -503,23 +512,13 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
             objective.set_lambda(config.loss.lambda_at(global_step, total_steps));
             let (first_batch, second_batch) =
                 next_step(&mut loader, with_second).context("loading a training batch")?;
-            let (images, labels) = to_tensor(first_batch, &device);
-            let h1 = model.forward_features(images);
-            sums.features.add(&h1);
-            let logits = model.forward_head(h1.clone());
-            let second_labels;
-            let second = match second_batch {
-                None => None,
-                Some(second_batch) => {
-                    let (images2, labels2) = to_tensor(second_batch, &device);
-                    second_labels = labels2;
-                    let mut h2 = model.forward_features(images2);
-                    if objective.second_forward() == SecondForward::Detached {
-                        h2 = h2.detach();
-                    }
-                    Some(SecondBatch { features: h2, labels: &second_labels })
-                }
+            let batch = PairBatch {
+                first: labelled(first_batch, &device),
+                second: second_batch.map(|second_batch| labelled(second_batch, &device)),
             };
+            let StepOutput { parts, features, .. } =
+                objective.forward_step(&model, batch).context("training objective")?;
+            sums.features.add(&features);
             if step % DISTANCE_EVERY == 0 {
                 let inference = model.valid();
                 let probe = |indices: &[usize], stream: Stream| {
@@ -538,7 +537,6 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
                     sums.distance_trace.push((global_step, same / stats.all_pairs));
                 }
             }
-            let parts = objective.step_loss(h1, logits, &labels, second).context("training objective")?;
             sums.add(&parts, epoch, step, lr)?;
             let grads = GradientsParams::from_grads(parts.total.backward(), &model);
             model = optim.step(lr, model, grads);

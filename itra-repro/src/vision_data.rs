@@ -100,9 +100,7 @@ pub fn load(config: &ExperimentConfig, data_dir: &Path) -> Result<VisionData> {
     let train = if rest.len() == full_train.len() { full_train } else { full_train.subset(&rest) };
     let test = match config.data.test_limit {
         Some(0) => bail!("--test-limit 0 leaves no test images to evaluate"),
-        Some(limit) if limit < full_test.len() => {
-            full_test.subset(&test_subset(&full_test.labels(), limit))
-        }
+        Some(limit) if limit < full_test.len() => full_test.subset(&test_subset(&full_test.labels(), limit)),
         _ => full_test,
     };
 

@@ -52,15 +52,22 @@ fn assert_learns(device: &str, backend: &str) {
     let (first, last) = (&epochs[0], &epochs[1]);
     println!(
         "{device}: train loss {:.4} -> {:.4}, test accuracy {:.2} -> {:.2} %, regulariser {:?} -> {:?}",
-        first.train_loss, last.train_loss, first.test_accuracy, last.test_accuracy,
-        first.train_regularizer, last.train_regularizer
+        first.train_loss,
+        last.train_loss,
+        first.test_accuracy,
+        last.test_accuracy,
+        first.train_regularizer,
+        last.train_regularizer
     );
     assert!(last.train_loss < first.train_loss, "{device}: loss {} -> {}", first.train_loss, last.train_loss);
     // Chance is 10 %; on flex this subset reaches ~70 % after two epochs.
     assert!(last.test_accuracy > 55.0, "{device}: accuracy {}", last.test_accuracy);
     // The MMD between two batches of real images is far above its floor (sqrt(1e-8) = 1e-4): a
     // regulariser at the floor is a broken kernel, whose gradient is zero.
-    assert!(epochs.iter().all(|e| e.train_regularizer.is_some_and(|r| r.is_finite() && r > 1e-2)), "{device}: {epochs:?}");
+    assert!(
+        epochs.iter().all(|e| e.train_regularizer.is_some_and(|r| r.is_finite() && r > 1e-2)),
+        "{device}: {epochs:?}"
+    );
 }
 
 /// Four ITRA-c steps (Adam 1e-3, lambda 0.6, batches of 32 against 32) from one small CNN, drawn
@@ -70,7 +77,7 @@ fn itra_c_losses(device: &Device, batches: &[(TensorData, Vec<usize>)]) -> Vec<f
     flex.seed(21);
     let device = device.clone().autodiff();
     let mut model = same_network_on(build(Arch::SmallCnn, 10, [1, 28, 28], &flex).unwrap(), &device);
-    let mut objective = ItraObjectiveConfig::new(Method::ItraC, 10, model.feat_dim())
+    let objective = ItraObjectiveConfig::new(Method::ItraC, 10, model.feat_dim())
         .with_lambda(0.6)
         .init(&device)
         .expect("a valid objective");
@@ -81,9 +88,8 @@ fn itra_c_losses(device: &Device, batches: &[(TensorData, Vec<usize>)]) -> Vec<f
         let h1 = model.forward_features(Tensor::from_data(images1.clone(), &device));
         let logits = model.forward_head(h1.clone());
         let h2 = model.forward_features(Tensor::from_data(images2.clone(), &device));
-        let parts = objective
-            .step_loss(h1, logits, y1, Some(SecondBatch { features: h2, labels: y2 }))
-            .expect("a finite loss");
+        let parts =
+            objective.step_loss(h1, logits, y1, Some(SecondBatch { features: h2, labels: y2 })).expect("a finite loss");
         losses.push(parts.total.clone().into_scalar::<f64>());
         let grads = burn::optim::GradientsParams::from_grads(parts.total.backward(), &model);
         model = optim.step(1e-3, model, grads);

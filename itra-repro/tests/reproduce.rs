@@ -195,9 +195,11 @@ fn tolerant_match(expected: &str, actual: &str, tolerance: &Tolerance) -> Result
         let ok = if let Some(columns) = &header {
             let (cells_e, cells_a): (Vec<_>, Vec<_>) = (e.split('|').collect(), a.split('|').collect());
             cells_e.len() == cells_a.len()
-                && cells_e.iter().zip(&cells_a).enumerate().all(|(i, (ce, ca))| {
-                    close(ce, ca, column_measure(columns, i), tolerance)
-                })
+                && cells_e
+                    .iter()
+                    .zip(&cells_a)
+                    .enumerate()
+                    .all(|(i, (ce, ca))| close(ce, ca, column_measure(columns, i), tolerance))
         } else if e.starts_with("- ") && e.contains("ITRA-c − baseline") {
             claim_close(e, a, tolerance)
         } else {
@@ -259,13 +261,14 @@ fn a_table_matches_its_snapshot_within_cpu_tolerance_and_no_further() {
     assert_eq!(tolerant_match(snapshot, &one_image, &tolerance).map(|m| m.len()), Ok(1));
     let claim = snapshot.replace("+0.0 (1 seed): not reproduced", "-12.5 (1 seed): not reproduced");
     assert!(tolerant_match(snapshot, &claim, &tolerance).is_ok());
-    let verdict = snapshot.replace("+0.0 (1 seed): not reproduced", "+6.2 (1 seed): same direction, seed noise unknown");
+    let verdict =
+        snapshot.replace("+0.0 (1 seed): not reproduced", "+6.2 (1 seed): same direction, seed noise unknown");
     assert!(tolerant_match(snapshot, &verdict, &tolerance).is_ok(), "the verdict follows the number");
     for wrong in [
         row("| 25.0 | 92.72 | -67.7 | 2.32 | 0.330 | +1.99 |"), // three images
         row("| 6.2 | 92.72 | -86.5 | 2.36 | 0.330 | +2.03 |"),  // CE
         row("| 6.2 | 92.70 | -86.5 | 2.32 | 0.330 | +1.99 |"),  // the paper's number
-        snapshot.replace("| 0.6 |", "| 0.2 |"),                // the lambda chosen
+        snapshot.replace("| 0.6 |", "| 0.2 |"),                 // the lambda chosen
         snapshot.replace("vgg13 | itra-c", "vgg13 | lsr"),
         snapshot.replace("CE +0.01", "CE +0.05"),
         snapshot.replace("(1 seed): not reproduced;", "(2 seeds): not reproduced;"),

@@ -42,7 +42,8 @@ fn only_run_dir(runs: &Path) -> std::path::PathBuf {
 
 /// The epochs of `result.json`, timings removed.
 fn numbers(run_dir: &Path) -> Vec<serde_json::Value> {
-    let summary: serde_json::Value = serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("result.json")).unwrap()).unwrap();
     summary["epochs"]
         .as_array()
         .unwrap()
@@ -83,7 +84,8 @@ fn two_processes_on_one_run_never_corrupt_it() {
         for output in outcomes {
             let said = text(output);
             assert!(
-                output.status.success() || (said.contains("is in use by another process") && said.contains(" on host ")),
+                output.status.success()
+                    || (said.contains("is in use by another process") && said.contains(" on host ")),
                 "round {round} ({mode}): a process failed for another reason:\n{said}"
             );
         }

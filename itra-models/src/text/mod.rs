@@ -265,6 +265,27 @@ impl TextFeatureModel for TextModel {
     }
 }
 
+/// The text encoders as [`itra_core::FeatureClassifier`]s of token batches.
+macro_rules! feature_classifier {
+    ($($model:ty),*) => {$(
+        impl<'a> itra_core::FeatureClassifier<&'a TokenBatch> for $model {
+            fn features(&self, input: &'a TokenBatch) -> Tensor<2> {
+                TextFeatureModel::forward_features(self, input)
+            }
+
+            fn head(&self, features: Tensor<2>) -> Tensor<2> {
+                TextFeatureModel::forward_head(self, features)
+            }
+
+            fn feat_dim(&self) -> usize {
+                TextFeatureModel::feat_dim(self)
+            }
+        }
+    )*};
+}
+
+feature_classifier!(TextModel, BertClassifier, DistilBertClassifier, XlNetClassifier);
+
 impl TextModel {
     /// A fresh model of `config`'s family for `num_classes` classes (weights drawn as
     /// `transformers` initialises them).

@@ -16,7 +16,9 @@ use itra_core::{Method, SecondBatchMode};
 use itra_models::Arch;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{AugmentationRecipe, DataConfig, ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
+use crate::config::{
+    AugmentationRecipe, DataConfig, ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule,
+};
 use crate::device::DeviceSpec;
 use crate::train::{RunOptions, RunSummary, files};
 

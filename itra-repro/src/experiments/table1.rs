@@ -59,15 +59,13 @@ pub fn grid(profile: Profile) -> Grid {
              choosing lambda."
                 .to_owned(),
         ],
-        Profile::Cpu => vec![
-            format!(
-                "cpu profile: the full training set less 5,000 validation images (a class-stratified \
+        Profile::Cpu => vec![format!(
+            "cpu profile: the full training set less 5,000 validation images (a class-stratified \
                  draw per seed), {CPU_EPOCHS} epochs of Adam 1e-3 with a cosine schedule, batch 128, no \
                  augmentation; lambda candidates LSR {{0.1}}, Center {{0.05, 0.1}} (Wen et al.'s factor 1/2, \
                  class-mean initial centres), ITRA-c {{0.6}} (the paper's FMNIST value, full second-batch \
                  mode), chosen by validation accuracy."
-            ),
-        ],
+        )],
         Profile::Smoke => vec![format!(
             "smoke profile: generated data ({SMOKE_DATA}) stands in for both datasets; 2 epochs, batch 32."
         )],
