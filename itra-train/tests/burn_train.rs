@@ -38,10 +38,18 @@ fn network(device: &Device) -> VisionModel {
     same_network_on(build(Arch::SmallCnn, 10, [1, 28, 28], device).unwrap(), device)
 }
 
-fn objective(method: Method, device: &Device) -> ItraObjective {
+/// `method`'s objective for `network`'s features.
+fn objective(method: Method, network: &VisionModel, device: &Device) -> ItraObjective {
     let lambda = if method == Method::Center { 0.1 } else { 0.6 };
-    let feat_dim = itra_models::FeatureModel::feat_dim(&network(device));
+    let feat_dim = itra_models::FeatureModel::feat_dim(network);
     ItraObjectiveConfig::new(method, 10, feat_dim).with_lambda(lambda).init(device).unwrap()
+}
+
+/// A fresh network and `method`'s objective for it.
+fn fresh(method: Method, device: &Device) -> (VisionModel, ItraObjective) {
+    let network = network(device);
+    let objective = objective(method, &network, device);
+    (network, objective)
 }
 
 type Pairs = Arc<PairLoader<itra_data::ImageItem, Tensor<4>>>;
@@ -122,7 +130,7 @@ fn the_logged_parts_are_the_objectives_on_the_same_batches() {
     let by_hand_start = start.clone();
     let result = run(
         dir.path(),
-        (start, objective(Method::ItraC, &device)),
+        (start, objective(Method::ItraC, &by_hand_start, &device)),
         erased(loader),
         valid_loader(fmnist(128, 5)),
         1,
@@ -131,7 +139,7 @@ fn the_logged_parts_are_the_objectives_on_the_same_batches() {
     assert!(result.error.is_none() && result.interrupted.is_none());
 
     // The same steps by hand: the runner's step, on the loader's batches, with the same optimiser.
-    let objective = objective(Method::ItraC, &device);
+    let objective = objective(Method::ItraC, &by_hand_start, &device);
     let mut model = by_hand_start;
     let mut optim = AdamConfig::new().init();
     let batch_of = |indices: &[usize]| {
@@ -163,7 +171,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_centres_included() {
     let straight = tempfile::tempdir().unwrap();
     let whole = run(
         straight.path(),
-        (network(&device), objective(Method::Center, &device)),
+        fresh(Method::Center, &device),
         erased(train_loader(train.clone(), Method::Center, &device)),
         valid(),
         2,
@@ -173,7 +181,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_centres_included() {
     let stopped = tempfile::tempdir().unwrap();
     let first = run(
         stopped.path(),
-        (network(&device), objective(Method::Center, &device)),
+        fresh(Method::Center, &device),
         erased(train_loader(train.clone(), Method::Center, &device)),
         valid(),
         1,
@@ -183,7 +191,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_centres_included() {
     // A fresh process would build a fresh model: the checkpoint brings back weights and centres.
     let resumed = run(
         stopped.path(),
-        (network(&device), objective(Method::Center, &device)),
+        fresh(Method::Center, &device),
         erased(train_loader(train, Method::Center, &device).starting_at_epoch(1)),
         valid(),
         2,
@@ -235,7 +243,8 @@ fn multi_device_training_on_two_cpu_devices_learns() {
         )
         .with_application_logger(None)
         .num_epochs(2);
-    let model = Itra::new(network(&device), objective(Method::ItraC, &device), training.interrupter());
+    let (network, objective) = fresh(Method::ItraC, &device);
+    let model = Itra::new(network, objective, training.interrupter());
     let result = training.launch(Learner::new(model, AdamConfig::new().init(), LR));
     assert!(result.error.is_none() && result.interrupted.is_none());
     let terms = logged(dir.path(), 2, "Match");
