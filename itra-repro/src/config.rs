@@ -8,6 +8,7 @@ pub use itra_models::text::TextFeatures;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use crate::dataset::DatasetId;
 use crate::device::DeviceSpec;
 
 /// One training run, fully described. Two runs with equal configurations on the same machine and
@@ -110,6 +111,11 @@ impl std::str::FromStr for AugmentationRecipe {
 }
 
 impl DataConfig {
+    /// The dataset, parsed; an unknown id is an error that lists every valid one.
+    pub fn id(&self) -> anyhow::Result<DatasetId> {
+        self.dataset.parse().map_err(anyhow::Error::msg)
+    }
+
     /// The whole of `dataset`, no validation split, no augmentation.
     pub fn new(dataset: &str) -> Self {
         DataConfig {
@@ -143,6 +149,40 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
+    /// `--model` for `dataset`, parsed: images take a registered architecture, texts a text
+    /// encoder (a short name, a Hugging Face id, a tiny test encoder or a checkpoint directory).
+    /// An unknown name is an error listing every valid one for that kind of dataset, so a
+    /// mistyped architecture is never taken for an encoder.
+    pub fn parse(
+        model: &str,
+        dataset: &DatasetId,
+        max_len: usize,
+        text_features: TextFeatures,
+    ) -> Result<Self, String> {
+        if !dataset.is_text() {
+            return model.parse::<Arch>().map(|arch| ModelConfig::Vision { arch }).map_err(|err| {
+                let hint = if crate::encode::is_known_encoder(model) {
+                    format!("; `{model}` is a text encoder, and dataset `{dataset}` is images")
+                } else {
+                    String::new()
+                };
+                format!("{err}{hint}")
+            });
+        }
+        if crate::encode::is_known_encoder(model) || std::path::Path::new(model).is_dir() {
+            return Ok(ModelConfig::Text { encoder: model.to_owned(), max_len, text_features });
+        }
+        let hint = if model.parse::<Arch>().is_ok() {
+            format!("; `{model}` is a vision architecture, and dataset `{dataset}` is text")
+        } else {
+            String::new()
+        };
+        Err(format!(
+            "unknown text encoder `{model}`; expected one of {}, or a checkpoint directory{hint}",
+            crate::encode::ENCODER_NAMES.join(", ")
+        ))
+    }
+
     /// The name used in run directories and tables.
     pub fn name(&self) -> String {
         match self {
@@ -269,6 +309,22 @@ impl ExperimentConfig {
                 Err(format!("{name} must be finite and >= {low}, got {value}"))
             }
         };
+        let dataset: DatasetId = self.data.dataset.parse()?;
+        match (&self.model, dataset.is_text()) {
+            (ModelConfig::Vision { arch }, true) => {
+                return Err(format!(
+                    "dataset `{dataset}` is text; train it with a text encoder (--model minilm, ...), not {arch}"
+                ));
+            }
+            (ModelConfig::Text { encoder, .. }, false) => {
+                return Err(format!(
+                    "dataset `{dataset}` is images; `{encoder}` is a text encoder, and images train a vision \
+                     architecture ({})",
+                    Arch::ALL.iter().map(|a| a.name()).collect::<Vec<_>>().join(", ")
+                ));
+            }
+            _ => {}
+        }
         if self.epochs == 0 {
             return Err("--epochs must be at least 1".to_owned());
         }
@@ -422,6 +478,32 @@ mod tests {
         );
         assert_eq!("crop-flip".parse::<AugmentationRecipe>(), Ok(AugmentationRecipe::CropFlip));
         assert!("cropflip".parse::<AugmentationRecipe>().unwrap_err().contains("none, crop-flip or imagenet"));
+    }
+
+    #[test]
+    fn a_model_is_parsed_for_its_kind_of_dataset_and_a_wrong_one_lists_the_valid_names() {
+        let parse = |model: &str, dataset: &str| {
+            ModelConfig::parse(model, &dataset.parse().unwrap(), 128, TextFeatures::Pooler)
+        };
+        assert_eq!(parse("resnet18", "cifar10"), Ok(ModelConfig::Vision { arch: Arch::ResNet18 }));
+        assert!(matches!(parse("minilm", "ag_news"), Ok(ModelConfig::Text { encoder, .. }) if encoder == "minilm"));
+        // A mistyped architecture names the architectures, never an encoder error.
+        let err = parse("resnet19", "cifar10").unwrap_err();
+        assert!(err.contains("resnet19") && err.contains("small-cnn") && err.contains("mobilenetv2-cifar"), "{err}");
+        let err = parse("minilm", "fmnist").unwrap_err();
+        assert!(err.contains("text encoder") && err.contains("images"), "{err}");
+        let err = parse("bert-bsae", "ag_news").unwrap_err();
+        assert!(err.contains("unknown text encoder `bert-bsae`") && err.contains("distilbert"), "{err}");
+        let err = parse("resnet18", "yelp_full").unwrap_err();
+        assert!(err.contains("vision architecture"), "{err}");
+        // A mismatched configuration file fails validation the same way.
+        let mut text_on_images = config();
+        text_on_images.model =
+            ModelConfig::Text { encoder: "minilm".into(), max_len: 16, text_features: TextFeatures::Pooler };
+        assert!(text_on_images.validate().unwrap_err().contains("images"));
+        let mut unknown = config();
+        unknown.data.dataset = "fminst".into();
+        assert!(unknown.validate().unwrap_err().contains("unknown dataset `fminst`"));
     }
 
     #[test]

@@ -61,6 +61,26 @@ pub fn registry_id(name: &str) -> Option<&'static str> {
     })
 }
 
+/// Every encoder name [`resolve_encoder`] knows, besides a checkpoint directory.
+pub const ENCODER_NAMES: [&str; 11] = [
+    "minilm",
+    "bert-base",
+    "distilbert",
+    "xlnet",
+    "all-MiniLM-L6-v2",
+    "bert-base-uncased",
+    "distilbert-base-uncased",
+    "xlnet-base-cased",
+    "tiny-bert",
+    "tiny-distilbert",
+    "tiny-xlnet",
+];
+
+/// Whether `name` is one of [`ENCODER_NAMES`].
+pub fn is_known_encoder(name: &str) -> bool {
+    ENCODER_NAMES.contains(&name)
+}
+
 /// The tiny randomly initialised encoders of the parity tests (`tiny-bert`, `tiny-distilbert`,
 /// `tiny-xlnet`), which the `smoke` profile fine-tunes. Their files (~80 KB each) are compiled
 /// into the binary and written to `<data_dir>/encoders/<name>/` when first asked for, so an

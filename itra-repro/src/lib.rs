@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod config;
 pub mod data_cli;
+pub mod dataset;
 pub mod device;
 pub mod encode;
 pub mod experiments;
@@ -23,4 +24,5 @@ pub mod train;
 pub mod vision_data;
 
 pub use config::ExperimentConfig;
+pub use dataset::DatasetId;
 pub use device::DeviceSpec;

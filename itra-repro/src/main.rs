@@ -11,7 +11,7 @@ use itra_repro::config::{
 };
 use itra_repro::experiments::{Profile, Runner, Target, reproduce};
 use itra_repro::train::{RunOptions, train};
-use itra_repro::{DeviceSpec, ExperimentConfig, config};
+use itra_repro::{DatasetId, DeviceSpec, ExperimentConfig, config};
 
 #[derive(Parser)]
 #[command(name = "itra", version, about = "In-Training Representation Alignment: train and reproduce the paper")]
@@ -97,9 +97,9 @@ enum OptimizerName {
 
 #[derive(Args)]
 struct TrainArgs {
-    /// Dataset id (fmnist, kmnist, cifar10, ...).
+    /// Dataset id (fmnist, kmnist, cifar10, ..., folder:<path>).
     #[arg(long, default_value = "fmnist")]
-    dataset: String,
+    dataset: DatasetId,
     /// Architecture (see `itra models`) or text encoder (minilm, bert-base, distilbert, xlnet,
     /// or a checkpoint directory).
     #[arg(long, default_value = "small-cnn")]
@@ -200,23 +200,14 @@ impl TrainArgs {
         };
         Ok(ExperimentConfig {
             data: DataConfig {
-                dataset: self.dataset.clone(),
+                dataset: self.dataset.to_string(),
                 train_limit: self.train_limit,
                 test_limit: self.test_limit,
                 validation: self.validation,
                 augmentation: self.augmentation,
             },
-            model: match self.model.parse::<Arch>() {
-                Ok(arch) => ModelConfig::Vision { arch },
-                // A vision dataset takes only an architecture: a mistyped one is named here, not
-                // mistaken for a text encoder.
-                Err(err) if !itra_repro::text_train::is_text_dataset(&self.dataset) => anyhow::bail!("{err}"),
-                Err(_) => ModelConfig::Text {
-                    encoder: self.model.clone(),
-                    max_len: self.max_len,
-                    text_features: self.text_features,
-                },
-            },
+            model: ModelConfig::parse(&self.model, &self.dataset, self.max_len, self.text_features)
+                .map_err(anyhow::Error::msg)?,
             loss: LossConfig {
                 method: self.method,
                 lambda: self.lambda,

@@ -29,23 +29,38 @@ const FIRST_WORD: usize = 5;
 /// One past the last word id.
 const END_WORD: usize = 50;
 
-/// The split `split` of the generated text dataset `id`.
-pub fn load_text(id: &str, split: Split) -> Result<TextDataset> {
+/// The shape of a generated text dataset: classes, training and test texts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TextSpec {
+    pub num_classes: usize,
+    pub train: usize,
+    pub test: usize,
+}
+
+/// Parses `synthetic-text:<classes>:<train>:<test>`.
+pub fn text_spec(id: &str) -> Result<TextSpec> {
     let spec =
         id.strip_prefix("synthetic-text:").context("a synthetic text dataset id starts with `synthetic-text:`")?;
     let parts: Vec<&str> = spec.split(':').collect();
     let [classes, train, test] = parts[..] else {
         bail!("dataset `{id}`: expected synthetic-text:<classes>:<train>:<test>");
     };
+    let count =
+        |text: &str| text.parse::<usize>().with_context(|| format!("dataset `{id}`: bad example count `{text}`"));
     let num_classes: usize = classes.parse().with_context(|| format!("dataset `{id}`: bad class count"))?;
-    let count: usize = match split {
-        Split::Train => train.parse(),
-        Split::Test => test.parse(),
-    }
-    .with_context(|| format!("dataset `{id}`: bad example count"))?;
     if num_classes == 0 || num_classes * 5 > END_WORD - FIRST_WORD {
         bail!("dataset `{id}`: between 1 and {} classes", (END_WORD - FIRST_WORD) / 5);
     }
+    Ok(TextSpec { num_classes, train: count(train)?, test: count(test)? })
+}
+
+/// The split `split` of the generated text dataset `id`.
+pub fn load_text(id: &str, split: Split) -> Result<TextDataset> {
+    let TextSpec { num_classes, train, test } = text_spec(id)?;
+    let count = match split {
+        Split::Train => train,
+        Split::Test => test,
+    };
     let mut rng = ChaCha8Rng::seed_from_u64(match split {
         Split::Train => 3,
         Split::Test => 4,
@@ -75,8 +90,17 @@ pub fn load_text(id: &str, split: Split) -> Result<TextDataset> {
     })
 }
 
-/// The split `split` of the generated dataset `id`.
-pub fn load(id: &str, split: Split) -> Result<ImageDataset> {
+/// The shape of a generated image dataset: image shape, classes, training and test images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageSpec {
+    pub shape: [usize; 3],
+    pub num_classes: usize,
+    pub train: usize,
+    pub test: usize,
+}
+
+/// Parses `synthetic:<C>x<H>x<W>:<classes>:<train>:<test>`.
+pub fn image_spec(id: &str) -> Result<ImageSpec> {
     let spec = id.strip_prefix("synthetic:").context("a synthetic dataset id starts with `synthetic:`")?;
     let parts: Vec<&str> = spec.split(':').collect();
     let [shape, classes, train, test] = parts[..] else {
@@ -91,14 +115,21 @@ pub fn load(id: &str, split: Split) -> Result<ImageDataset> {
         bail!("dataset `{id}`: the shape needs three dimensions, got `{shape}`");
     };
     let num_classes: usize = classes.parse().with_context(|| format!("dataset `{id}`: bad class count"))?;
-    let count: usize = match split {
-        Split::Train => train.parse(),
-        Split::Test => test.parse(),
-    }
-    .with_context(|| format!("dataset `{id}`: bad example count"))?;
+    let count =
+        |text: &str| text.parse::<usize>().with_context(|| format!("dataset `{id}`: bad example count `{text}`"));
     if num_classes == 0 || channels * height * width == 0 {
         bail!("dataset `{id}`: classes and every dimension must be positive");
     }
+    Ok(ImageSpec { shape: [channels, height, width], num_classes, train: count(train)?, test: count(test)? })
+}
+
+/// The split `split` of the generated dataset `id`.
+pub fn load(id: &str, split: Split) -> Result<ImageDataset> {
+    let ImageSpec { shape: [channels, height, width], num_classes, train, test } = image_spec(id)?;
+    let count = match split {
+        Split::Train => train,
+        Split::Test => test,
+    };
     let image_len = channels * height * width;
     let mut prototypes = ChaCha8Rng::seed_from_u64(0x5eed);
     let prototypes: Vec<Vec<f32>> =

@@ -39,6 +39,8 @@ use burn::tensor::Device;
 use itra_core::{DistanceStats, LabelledBatch, PairBatch, SecondForward, StepOutput};
 use itra_data::sampler::{init_seed, rng};
 use itra_data::{PairedSampler, Split, Stream, TextDataset};
+
+use crate::dataset::DatasetId;
 use itra_models::text::{TextFeatureModel, TextModel, TextTokenizer, TokenSequence};
 use rand::SeedableRng;
 use rand::seq::SliceRandom;
@@ -51,8 +53,7 @@ use crate::train::{
     DISTANCE_EVERY, RunFiles, RunOptions, RunSummary, Score, Sums, announce, optimizer_with, progress_bar,
 };
 
-/// The dataset id of the 80/20 split of AG News' test CSV.
-pub const AG_NEWS_TEST_SPLIT: &str = "ag_news-test-split";
+pub use crate::dataset::AG_NEWS_TEST_SPLIT;
 /// The environment variable naming AG News' `test.csv` for [`AG_NEWS_TEST_SPLIT`].
 pub const AG_NEWS_TEST_ENV: &str = "ITRA_AG_NEWS_TEST";
 /// Seed of the [`AG_NEWS_TEST_SPLIT`] split.
@@ -63,13 +64,6 @@ pub const TRAIN_FRACTION: f64 = 0.8;
 pub const WARMUP_FRACTION: f64 = 0.06;
 /// Sequences per evaluation batch.
 const EVAL_BATCH: usize = 64;
-
-/// Whether `id` names a text dataset this module trains on.
-pub fn is_text_dataset(id: &str) -> bool {
-    id == AG_NEWS_TEST_SPLIT
-        || crate::synthetic::is_synthetic_text(id)
-        || itra_data::registry::spec(id).is_ok_and(|s| matches!(s.format, itra_data::registry::Format::ZhangCsv { .. }))
-}
 
 /// AG News' test CSV for [`AG_NEWS_TEST_SPLIT`] (see the module docs for the search order).
 pub fn ag_news_test_csv(data_dir: &Path) -> Result<PathBuf> {
@@ -125,10 +119,11 @@ pub struct TextSplits {
 /// `test_limit` is a class-stratified draw with the fixed seed of
 /// [`crate::vision_data::TEST_SUBSET_SEED`], so every run is scored on the same rows.
 pub fn load_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<TextSplits> {
+    let dataset = config.data.id()?;
     let id = config.data.dataset.as_str();
-    let (mut train, mut test) = if crate::synthetic::is_synthetic_text(id) {
+    let (mut train, mut test) = if let DatasetId::SyntheticText(id) = &dataset {
         (crate::synthetic::load_text(id, Split::Train)?, crate::synthetic::load_text(id, Split::Test)?)
-    } else if id == AG_NEWS_TEST_SPLIT {
+    } else if let DatasetId::AgNewsTestSplit = dataset {
         let path = ag_news_test_csv(data_dir)?;
         let spec = itra_data::registry::spec("ag_news")?;
         let file = File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
@@ -289,9 +284,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     let ModelConfig::Text { encoder, max_len, text_features } = &config.model else {
         bail!("model `{}` is a vision architecture; it trains on image datasets", config.model.name());
     };
-    if !is_text_dataset(&config.data.dataset) {
-        bail!("dataset `{}` is not a text dataset; text encoders train on text", config.data.dataset);
-    }
+    config.validate().map_err(anyhow::Error::msg)?;
     if *max_len < 2 {
         bail!("the maximum sequence length must be at least 2 tokens, got {max_len}");
     }

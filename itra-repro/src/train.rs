@@ -465,9 +465,6 @@ pub fn train(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSumma
     let ModelConfig::Vision { arch } = config.model else {
         return crate::text_train::train_text(config, options);
     };
-    if crate::text_train::is_text_dataset(&config.data.dataset) {
-        bail!("dataset `{}` is text; train it with a text encoder (--model minilm, ...)", config.data.dataset);
-    }
     let device = config.device.autodiff_device()?;
     let eval_device = config.device.device()?;
     let data = crate::vision_data::load(config, &options.data_dir)?;

@@ -20,6 +20,7 @@ use itra_models::{FeatureModel, VisionModel};
 use rand::seq::SliceRandom;
 
 use crate::config::{AugmentationRecipe, ExperimentConfig};
+use crate::dataset::DatasetId;
 use crate::pipeline::{rng, to_tensor};
 use crate::train::Score;
 
@@ -69,19 +70,25 @@ impl VisionData {
     }
 }
 
-fn load_source(id: &str, data_dir: &Path, split: Split) -> Result<ImageSource> {
-    if crate::synthetic::is_synthetic(id) {
-        return Ok(crate::synthetic::load(id, split)?.into());
+fn load_source(dataset: &DatasetId, data_dir: &Path, split: Split) -> Result<ImageSource> {
+    match dataset {
+        DatasetId::Synthetic(id) => Ok(crate::synthetic::load(id, split)?.into()),
+        DatasetId::Registry(_) | DatasetId::Folder(_) => {
+            Ok(itra_data::image_source(&dataset.to_string(), data_dir, split)?)
+        }
+        DatasetId::AgNewsTestSplit | DatasetId::SyntheticText(_) => {
+            bail!("dataset `{dataset}` is text; it has no images")
+        }
     }
-    Ok(itra_data::image_source(id, data_dir, split)?)
 }
 
 /// Loads (or, for image folders, indexes) the data of `config`, with its subsets, statistics
 /// and transforms.
 pub fn load(config: &ExperimentConfig, data_dir: &Path) -> Result<VisionData> {
     let id = &config.data.dataset;
-    let full_train = load_source(id, data_dir, Split::Train)?;
-    let full_test = load_source(id, data_dir, Split::Test)?;
+    let dataset = config.data.id()?;
+    let full_train = load_source(&dataset, data_dir, Split::Train)?;
+    let full_test = load_source(&dataset, data_dir, Split::Test)?;
     if full_train.is_empty() {
         bail!("dataset `{id}` has no training images");
     }
@@ -104,7 +111,7 @@ pub fn load(config: &ExperimentConfig, data_dir: &Path) -> Result<VisionData> {
         _ => full_test,
     };
 
-    let is_imagenet = id == "imagenet";
+    let is_imagenet = matches!(dataset, DatasetId::Registry(spec) if spec.id == "imagenet");
     let normalization = match &train {
         ImageSource::Memory(data) => Normalization::of(data),
         ImageSource::Folder(_) if is_imagenet => Normalization::imagenet(),

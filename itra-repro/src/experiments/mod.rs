@@ -343,8 +343,10 @@ impl Runner {
     /// `Some(explanation)` when the data a configuration needs is not on disk.
     pub fn missing_data(&self, config: &ExperimentConfig) -> Option<String> {
         let id = &config.data.dataset;
-        if crate::synthetic::is_synthetic(id) {
-            return None;
+        match config.data.id() {
+            Err(err) => return Some(err.to_string()),
+            Ok(crate::DatasetId::Synthetic(_) | crate::DatasetId::SyntheticText(_)) => return None,
+            Ok(_) => {}
         }
         let result = match config.model {
             ModelConfig::Vision { .. } => itra_data::load_image_dataset(id, &self.data_dir, itra_data::Split::Test)

@@ -107,16 +107,14 @@ pub fn grid(profile: Profile) -> Grid {
 
 /// Whether the text data of `config` is present, without loading a model.
 pub fn check_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<()> {
-    let id = config.data.dataset.as_str();
-    if crate::synthetic::is_synthetic_text(id) {
-        return Ok(());
+    match config.data.id()? {
+        crate::DatasetId::SyntheticText(_) => Ok(()),
+        crate::DatasetId::AgNewsTestSplit => crate::text_train::ag_news_test_csv(data_dir).map(|_| ()),
+        dataset => {
+            itra_data::load_text_dataset(&dataset.to_string(), data_dir, itra_data::Split::Test)?;
+            Ok(())
+        }
     }
-    if id == AG_NEWS_TEST_SPLIT {
-        crate::text_train::ag_news_test_csv(data_dir)?;
-        return Ok(());
-    }
-    itra_data::load_text_dataset(id, data_dir, itra_data::Split::Test)?;
-    Ok(())
 }
 
 #[cfg(test)]
