@@ -73,10 +73,17 @@ fn assert_learns(device: &str, backend: &str) {
 /// Four ITRA-c steps (Adam 1e-3, lambda 0.6, batches of 32 against 32) from one small CNN, drawn
 /// on flex and copied to `device`; the total loss of each step.
 fn itra_c_losses(device: &Device, batches: &[(TensorData, Vec<usize>)]) -> Vec<f64> {
+    // flex's generator is process-wide: the tests of this file run on parallel threads, and
+    // without the lock one test's draw interleaved with another's, so "the same network" was not
+    // (seen in CI: tch-cpu's steps off flex's while the wgpu test drew its network).
+    static DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let flex = Device::flex().autodiff();
-    flex.seed(21);
     let device = device.clone().autodiff();
-    let mut model = same_network_on(build(Arch::SmallCnn, 10, [1, 28, 28], &flex).unwrap(), &device);
+    let mut model = {
+        let _draw = DRAW.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        flex.seed(21);
+        same_network_on(build(Arch::SmallCnn, 10, [1, 28, 28], &flex).unwrap(), &device)
+    };
     let objective = ItraObjectiveConfig::new(Method::ItraC, 10, model.feat_dim())
         .with_lambda(0.6)
         .init(&device)
