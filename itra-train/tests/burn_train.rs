@@ -34,6 +34,11 @@ fn fmnist(n: usize, offset: usize) -> PipelineView {
 }
 
 fn network(device: &Device) -> VisionModel {
+    // flex's generator is process-wide and these tests run on parallel threads: without the lock
+    // two tests' draws interleaved, and "the same network" was not (seen: the resume test's
+    // centres differing from the uninterrupted run's).
+    static DRAW: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _draw = DRAW.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     device.seed(17);
     same_network_on(build(Arch::SmallCnn, 10, [1, 28, 28], device).unwrap(), device)
 }
