@@ -14,17 +14,7 @@ use itra_data::{ImageDataset, Split, TextDataset};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-/// Whether `id` names a generated dataset.
-pub fn is_synthetic(id: &str) -> bool {
-    id.starts_with("synthetic:")
-}
-
-/// Whether `id` names a generated text dataset.
-pub fn is_synthetic_text(id: &str) -> bool {
-    id.starts_with("synthetic-text:")
-}
-
-/// The first word id of [`is_synthetic_text`] texts (after the tokenizers' special tokens).
+/// The first word id of generated texts (after the tokenizers' special tokens).
 const FIRST_WORD: usize = 5;
 /// One past the last word id.
 const END_WORD: usize = 50;
