@@ -27,4 +27,4 @@ pub use mmd::{MatchOutput, Matching, MmdLoss, MmdLossConfig, Normalize, Precisio
 pub use objective::{
     DistanceStats, ItraObjective, ItraObjectiveConfig, LossParts, Method, SecondBatch, SecondBatchMode, SecondForward,
 };
-pub use step::{FeatureClassifier, LabelledBatch, PairBatch, StepOutput};
+pub use step::{FeatureClassifier, LabelledBatch, PairBatch, StepInput, StepOutput};

@@ -4,7 +4,7 @@
 //! [`ItraObjective::forward_step`]; what they do around it (batches, the optimiser, logging) is
 //! theirs.
 
-use burn::tensor::Tensor;
+use burn::tensor::{Device, Tensor};
 
 use crate::error::LossError;
 use crate::objective::{ItraObjective, LossParts, SecondBatch, SecondForward};
@@ -23,6 +23,21 @@ pub trait FeatureClassifier<I> {
 
     /// The width of [`FeatureClassifier::features`]' output.
     fn feat_dim(&self) -> usize;
+}
+
+/// A model input that names the device it lives on: what a training step built around
+/// [`ItraObjective::forward_step`] needs to put the labels' tensor beside the logits
+/// (`itra-train`'s `TrainStep`). Image batches (any float tensor) are inputs; so are
+/// `itra-models`' token batches.
+pub trait StepInput {
+    /// The device of the input's tensors.
+    fn device(&self) -> Device;
+}
+
+impl<const D: usize> StepInput for Tensor<D> {
+    fn device(&self) -> Device {
+        Tensor::device(self)
+    }
 }
 
 /// A labelled mini-batch: the model's input and its labels on the host.

@@ -3,9 +3,10 @@
 //!
 //! Each configuration runs in its own child process (this executable with the hidden `--one`
 //! flag), so its peak resident memory (`VmHWM`) is its own and not the high-water mark of an
-//! earlier, larger configuration. The step is the one `train.rs` runs (batching, `S1` and `S2`
-//! forwards, `ItraObjective::step_loss`, the loss read-backs, backward, optimiser step) on
-//! generated data; Figure 1's distance probe and evaluation are left out. Timings are wall-clock
+//! earlier, larger configuration. The step is the runner's own, `step::Trainer::step` on the
+//! vision loop's batches (batching, `S1` and `S2` forwards, the objective, the loss read-backs,
+//! backward, optimiser step), on generated data; Figure 1's distance probe
+//! (`DistanceProbe::Off`) and evaluation are left out. Timings are wall-clock
 //! and only as quiet as the machine: every row carries the load average it ran under.
 
 use std::fmt::{self, Write as _};
@@ -17,16 +18,17 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::tensor::Device;
-use itra_core::{ItraObjective, ItraObjectiveConfig, Method, MmdLossConfig, PairBatch, SecondBatchMode, SecondForward};
+use itra_core::{Method, MmdLossConfig, PairBatch, SecondBatchMode, SecondForward};
 use itra_data::{Augmentation, ImageDataset, Loader, LoaderOptions, Normalization, Pipeline, Split};
 use itra_models::{Arch, FeatureModel, VisionModel};
 use serde::{Deserialize, Serialize};
 
-use crate::config::OptimizerConfig;
+use crate::config::{DistanceProbe, LossConfig, OptimizerConfig, Schedule, StepPolicy};
 use crate::device::DeviceSpec;
+use crate::metrics::Sums;
 use crate::pipeline::{PairedSampler, init_seed, labelled, next_step};
+use crate::step::{StepIndex, StepPlan, Trainer, objective_with, optimizer};
 
 /// The line prefix a child uses for its one JSON result on stdout.
 const RESULT_PREFIX: &str = "itra-bench-result ";
@@ -283,22 +285,20 @@ pub fn optimizer_config(model: Arch) -> OptimizerConfig {
     }
 }
 
-/// Everything one training step touches.
-struct Trainer {
+/// Everything one training step touches: the model, the runner's [`Trainer`] and the loader.
+struct BenchRun {
     model: Option<VisionModel>,
-    optim: ModuleOptimizer,
-    objective: ItraObjective,
-    /// The training set, batched by an epoch's [`Loader`] as in `train::train`.
+    trainer: Trainer,
+    /// The training set, batched by an epoch's [`Loader`] as in the vision loop.
     pipeline: Pipeline,
     sampler: PairedSampler,
     loader: Option<Loader>,
     with_second: bool,
-    lr: f64,
     device: Device,
     step: usize,
 }
 
-impl Trainer {
+impl BenchRun {
     fn new(model: Arch, case: MethodCase, batch_size: usize, fused_mmd: bool, device: Device) -> Result<Self> {
         let data = dataset(model)?;
         if batch_size == 0 {
@@ -310,28 +310,45 @@ impl Trainer {
         device.seed(init_seed(0));
         let shape = [data.channels, data.height, data.width];
         let network = itra_models::build(model, data.num_classes, shape, &device)?;
-        let objective = ItraObjectiveConfig::new(case.method, data.num_classes, network.feat_dim())
-            .with_lambda(if case.method == Method::Baseline { 0.0 } else { LAMBDA })
-            .with_second_batch(case.second_batch.unwrap_or_default())
-            .with_mmd(MmdLossConfig::new().with_fused(fused_mmd))
-            .init(&device)?;
+        let loss = LossConfig {
+            method: case.method,
+            lambda: if case.method == Method::Baseline { 0.0 } else { LAMBDA },
+            second_batch: case.second_batch.unwrap_or_default(),
+            ..LossConfig::baseline()
+        };
+        let objective = objective_with(
+            &loss,
+            data.num_classes,
+            network.feat_dim(),
+            MmdLossConfig::new().with_fused(fused_mmd),
+            &device,
+        )?;
         let optimizer_config = optimizer_config(model);
+        // The vision recipe's step at a constant rate, without Figure 1's probe.
+        let policy = StepPolicy { distance_probe: DistanceProbe::Off, ..StepPolicy::VISION };
+        let sampler = PairedSampler::new(data.len(), batch_size, 0);
+        let plan = StepPlan {
+            policy,
+            lr: optimizer_config.lr(),
+            schedule: Schedule::Constant,
+            loss,
+            steps_per_epoch: sampler.steps_per_epoch(),
+            epochs: 1,
+        };
         let norm = Normalization::of(&data);
-        Ok(Trainer {
+        Ok(BenchRun {
             model: Some(network),
-            optim: crate::train::optimizer(&optimizer_config),
             with_second: objective.second_forward() != SecondForward::None,
-            objective,
-            sampler: PairedSampler::new(data.len(), batch_size, 0),
+            trainer: Trainer::new(objective, optimizer(&optimizer_config, policy.weight_decay), plan),
+            sampler,
             pipeline: Pipeline::new(Arc::new(data), Augmentation::None, norm, 0),
             loader: None,
-            lr: optimizer_config.lr(),
             device,
             step: 0,
         })
     }
 
-    /// One optimisation step, as the loop body of `train::train` runs it.
+    /// One optimisation step: the vision loop's batches and [`Trainer::step`].
     fn step(&mut self) -> Result<()> {
         let steps = self.sampler.steps_per_epoch();
         let (epoch, step) = (self.step / steps, self.step % steps);
@@ -341,23 +358,15 @@ impl Trainer {
         }
         let loader = self.loader.as_mut().context("no batch loader for this epoch")?;
         let (first_batch, second_batch) = next_step(loader, self.with_second).context("loading a training batch")?;
-        let model = self.model.take().expect("the model is put back after every step");
+        let model = self.model.take().context("the model is put back after every step")?;
         let batch = PairBatch {
             first: labelled(first_batch, &self.device),
             second: second_batch.map(|second_batch| labelled(second_batch, &self.device)),
         };
-        let parts = self.objective.forward_step(&model, batch).context("training objective")?.parts;
-        let total: f64 = parts.total.clone().into_scalar();
-        if !total.is_finite() {
-            bail!("nan or infinity in the training loss at benchmark step {}", self.step);
-        }
-        // The loop reads these back for its epoch means; so does the benchmark.
-        let _ce: f64 = parts.ce.clone().detach().into_scalar();
-        if let Some(term) = parts.regularizer {
-            let _regularizer: f64 = term.detach().into_scalar();
-        }
-        let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-        self.model = Some(self.optim.step(self.lr, model, grads));
+        // The epoch index stays 0: the plan's rate is constant, and its epochs are the loader's.
+        let index = StepIndex { epoch: 0, step: self.step % steps };
+        let no_probe = |_: &VisionModel| bail!("the benchmark's step policy has no distance probe");
+        self.model = Some(self.trainer.step(model, batch, index, &mut Sums::default(), no_probe)?);
         self.step += 1;
         Ok(())
     }
@@ -368,7 +377,7 @@ fn measure(args: &BenchArgs, model: Arch, case: MethodCase) -> Result<Measuremen
     let schedule = args.schedule(model);
     let device = args.device.autodiff_device()?;
     let load_before = load_average();
-    let mut trainer = Trainer::new(model, case, args.batch_size, args.mmd_form == "fused", device.clone())?;
+    let mut trainer = BenchRun::new(model, case, args.batch_size, args.mmd_form == "fused", device.clone())?;
     for _ in 0..schedule.warmup {
         trainer.step()?;
     }
@@ -397,7 +406,7 @@ fn measure(args: &BenchArgs, model: Arch, case: MethodCase) -> Result<Measuremen
         images_per_second,
         macs_per_image,
         gflops,
-        peak_rss_mib: crate::train::peak_rss_mib(),
+        peak_rss_mib: crate::metrics::peak_rss_mib(),
         load_before,
         load_after: load_average(),
     })
@@ -549,7 +558,7 @@ fn write_between_markers(path: &Path, generated: &str) -> Result<()> {
         if generated.ends_with('\n') { generated.to_owned() } else { format!("{generated}\n") },
         &existing[end..]
     );
-    crate::provenance::write_atomic(path, updated.as_bytes())
+    crate::atomic::write_atomic(path, updated.as_bytes())
 }
 
 /// The CPU as `/proc/cpuinfo` names it, the usable cores and the vector extensions that matter
@@ -648,7 +657,7 @@ mod tests {
     fn one_step_of_every_mode_runs() {
         let device = DeviceSpec::Cpu.autodiff_device().unwrap();
         for case in ["baseline", "itra-c:full", "itra-c:detached", "itra-c:cached"] {
-            let mut trainer = Trainer::new(Arch::SmallCnn, case.parse().unwrap(), 16, true, device.clone()).unwrap();
+            let mut trainer = BenchRun::new(Arch::SmallCnn, case.parse().unwrap(), 16, true, device.clone()).unwrap();
             trainer.step().unwrap();
             trainer.step().unwrap();
         }

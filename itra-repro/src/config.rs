@@ -20,6 +20,12 @@ pub struct ExperimentConfig {
     pub loss: LossConfig,
     pub optimizer: OptimizerConfig,
     pub schedule: Schedule,
+    /// The training step's policies where they differ from the model's defaults
+    /// ([`StepPolicy::default_for`]); absent otherwise, so that a configuration keeping the
+    /// defaults hashes as it did before the policies were configurable. Read it through
+    /// [`ExperimentConfig::step_policy`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<StepPolicy>,
     /// Passes over the training set.
     pub epochs: usize,
     /// Size of `S1` (and of `S2`) in images.
@@ -298,6 +304,136 @@ impl Schedule {
     }
 }
 
+/// What the training step does besides the objective and the optimiser's numbers: the policies
+/// in which the paper's vision and text recipes differ. Each model kind has its default
+/// ([`StepPolicy::default_for`]); `itra train --lr-warmup`, `--weight-decay-mode` and
+/// `--distance-probe` override it, and every run records the policy it used in `config.json`'s
+/// `step_policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepPolicy {
+    /// The learning rate ramps linearly from `base / w` to `base` over the first
+    /// `w = ceil(lr_warmup * total_steps)` steps, then follows the schedule; 0: no warm-up.
+    pub lr_warmup: f64,
+    /// How Adam applies its weight decay (SGD always adds it to the gradient).
+    pub weight_decay: WeightDecayMode,
+    /// Which forward Figure 1's distance probe measures.
+    pub distance_probe: DistanceProbe,
+}
+
+impl StepPolicy {
+    /// The vision recipe: no warm-up, Adam's decay added to the gradient (`torch.optim.Adam`),
+    /// the probe through the inference copy of the model.
+    pub const VISION: StepPolicy =
+        StepPolicy { lr_warmup: 0.0, weight_decay: WeightDecayMode::Coupled, distance_probe: DistanceProbe::Inference };
+    /// The fine-tuning recipe of `transformers`: warm-up over 6 % of the steps, AdamW, and the
+    /// probe on the training forward's features (a second transformer forward would double the
+    /// probed steps' cost).
+    pub const TEXT: StepPolicy = StepPolicy {
+        lr_warmup: 0.06,
+        weight_decay: WeightDecayMode::Decoupled,
+        distance_probe: DistanceProbe::Training,
+    };
+
+    /// The default policy of a model kind.
+    pub fn default_for(model: &ModelConfig) -> StepPolicy {
+        match model {
+            ModelConfig::Vision { .. } => StepPolicy::VISION,
+            ModelConfig::Text { .. } => StepPolicy::TEXT,
+        }
+    }
+}
+
+/// How Adam applies weight decay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WeightDecayMode {
+    /// Added to the gradient, as L2 regularisation (`torch.optim.Adam`).
+    Coupled,
+    /// Decoupled from the gradient (AdamW, `torch.optim.AdamW`).
+    Decoupled,
+}
+
+/// Which forward Figure 1's distance probe (`d_same / d_all` every
+/// [`crate::metrics::DISTANCE_EVERY`] steps of an epoch) measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DistanceProbe {
+    /// `S1` and `S2` of the step through the inference copy of the model (batch norm in
+    /// evaluation mode, no gradient, no effect on training), for every method alike.
+    Inference,
+    /// The training forward's `H1` and `H2`: free, but only for methods that forward `S2`.
+    Training,
+    /// Not measured.
+    Off,
+}
+
+/// Names on the command line and in `config.json`, for the enums above.
+macro_rules! named_enum {
+    ($ty:ident, $what:literal, $($variant:ident => $name:literal),+) => {
+        impl $ty {
+            /// Every value.
+            pub const ALL: &'static [$ty] = &[$($ty::$variant),+];
+
+            /// The name on the command line and in `config.json`.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($ty::$variant => $name),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+
+        impl std::str::FromStr for $ty {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                $ty::ALL.iter().copied().find(|v| v.name() == s).ok_or_else(|| {
+                    let names: Vec<&str> = $ty::ALL.iter().map(|v| v.name()).collect();
+                    format!(concat!("unknown ", $what, " `{}`; expected one of {}"), s, names.join(", "))
+                })
+            }
+        }
+    };
+}
+
+named_enum!(WeightDecayMode, "weight-decay mode", Coupled => "coupled", Decoupled => "decoupled");
+named_enum!(DistanceProbe, "distance probe", Inference => "inference", Training => "training", Off => "off");
+
+impl ExperimentConfig {
+    /// The step policy this run uses: [`ExperimentConfig::step`], or the model's default.
+    pub fn step_policy(&self) -> StepPolicy {
+        self.step.unwrap_or_else(|| StepPolicy::default_for(&self.model))
+    }
+
+    /// This configuration with `policy`, kept only where it differs from the model's default.
+    pub fn with_step_policy(mut self, policy: StepPolicy) -> Self {
+        self.step = (policy != StepPolicy::default_for(&self.model)).then_some(policy);
+        self
+    }
+
+    /// This configuration with each given part of its step policy replaced (the command line's
+    /// `--lr-warmup`, `--weight-decay-mode`, `--distance-probe`), the rest kept.
+    pub fn with_step_policy_overrides(
+        self,
+        lr_warmup: Option<f64>,
+        weight_decay: Option<WeightDecayMode>,
+        distance_probe: Option<DistanceProbe>,
+    ) -> Self {
+        let current = self.step_policy();
+        let policy = StepPolicy {
+            lr_warmup: lr_warmup.unwrap_or(current.lr_warmup),
+            weight_decay: weight_decay.unwrap_or(current.weight_decay),
+            distance_probe: distance_probe.unwrap_or(current.distance_probe),
+        };
+        self.with_step_policy(policy)
+    }
+}
+
 impl ExperimentConfig {
     /// Every hyperparameter in its domain, or an error naming the first that is not: a run
     /// never silently replaces a bad value (a negative weight decay, a NaN momentum) by another.
@@ -376,6 +512,10 @@ impl ExperimentConfig {
             let warmup = loss.lambda_warmup;
             return Err(format!("--lambda-warmup must be in [0, 1] (a fraction of the steps), got {warmup}"));
         }
+        let lr_warmup = self.step_policy().lr_warmup;
+        if !(0.0..=1.0).contains(&lr_warmup) {
+            return Err(format!("--lr-warmup must be in [0, 1] (a fraction of the steps), got {lr_warmup}"));
+        }
         Ok(())
     }
 
@@ -384,6 +524,8 @@ impl ExperimentConfig {
     pub fn hash(&self) -> String {
         let mut numbers = self.clone();
         numbers.device = DeviceSpec::Cpu;
+        // A policy equal to the model's default is the default, however it was written.
+        numbers.step = numbers.step.filter(|policy| *policy != StepPolicy::default_for(&numbers.model));
         let json = serde_json::to_vec(&numbers).expect("an experiment config always serialises");
         let digest = Sha256::digest(&json);
         digest.iter().take(8).map(|b| format!("{b:02x}")).collect()
@@ -420,10 +562,54 @@ mod tests {
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
             schedule: Schedule::Constant,
+            step: None,
             epochs: 1,
             batch_size: 128,
             seed: 1,
             device: DeviceSpec::Cpu,
+        }
+    }
+
+    #[test]
+    fn the_step_policy_is_the_models_default_unless_overridden_and_only_then_in_the_hash() {
+        let vision = config();
+        assert_eq!(vision.step_policy(), StepPolicy::VISION);
+        // The default written out is the default: same hash, nothing serialised.
+        let explicit = ExperimentConfig { step: Some(StepPolicy::VISION), ..config() };
+        assert_eq!(explicit.hash(), vision.hash());
+        let normalised = config().with_step_policy(StepPolicy::VISION);
+        assert_eq!(normalised.step, None);
+        assert!(serde_json::to_value(&normalised).unwrap().get("step").is_none());
+        // Any difference is a different run, and is recorded.
+        let warm = config().with_step_policy(StepPolicy { lr_warmup: 0.1, ..StepPolicy::VISION });
+        assert_ne!(warm.hash(), vision.hash());
+        assert_eq!(serde_json::to_value(&warm).unwrap()["step"]["lr_warmup"], 0.1);
+        assert_eq!(warm.step_policy().lr_warmup, 0.1);
+        let decoupled =
+            config().with_step_policy(StepPolicy { weight_decay: WeightDecayMode::Decoupled, ..StepPolicy::VISION });
+        assert_ne!(decoupled.hash(), vision.hash());
+        assert_eq!(serde_json::to_value(&decoupled).unwrap()["step"]["weight_decay"], "decoupled");
+        // A text model's default is the fine-tuning recipe.
+        let text = ExperimentConfig {
+            data: DataConfig::new("ag_news"),
+            model: ModelConfig::Text { encoder: "minilm".into(), max_len: 64, text_features: TextFeatures::Pooler },
+            ..config()
+        };
+        assert_eq!(text.step_policy(), StepPolicy::TEXT);
+        assert_eq!(text.clone().with_step_policy(StepPolicy::TEXT).step, None);
+        // Out of range is refused.
+        let bad = config().with_step_policy(StepPolicy { lr_warmup: 1.5, ..StepPolicy::VISION });
+        assert!(bad.validate().unwrap_err().contains("--lr-warmup"), "{:?}", bad.validate());
+    }
+
+    #[test]
+    fn policy_names_parse_and_list_the_valid_ones() {
+        assert_eq!("decoupled".parse::<WeightDecayMode>(), Ok(WeightDecayMode::Decoupled));
+        assert_eq!("training".parse::<DistanceProbe>(), Ok(DistanceProbe::Training));
+        let err = "eval".parse::<DistanceProbe>().unwrap_err();
+        assert!(err.contains("inference, training, off"), "{err}");
+        for probe in DistanceProbe::ALL {
+            assert_eq!(probe.to_string().parse::<DistanceProbe>(), Ok(*probe));
         }
     }
 

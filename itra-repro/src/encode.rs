@@ -128,7 +128,7 @@ fn materialize_tiny_encoder(name: &str, data_dir: &Path) -> Result<Option<PathBu
     for (file, bytes) in files {
         let path = dir.join(file);
         if std::fs::read(&path).ok().as_deref() != Some(bytes) {
-            crate::provenance::write_atomic(&path, bytes)?;
+            crate::atomic::write_atomic(&path, bytes)?;
         }
     }
     Ok(Some(dir))

@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use itra_core::{Bandwidth, CenterInit, Matching, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
 use itra_repro::config::{
-    AugmentationRecipe, DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule, TextFeatures,
+    AugmentationRecipe, DataConfig, DistanceProbe, LossConfig, ModelConfig, OptimizerConfig, Schedule, TextFeatures,
+    WeightDecayMode,
 };
 use itra_repro::experiments::{Profile, Runner, Target, reproduce};
 use itra_repro::train::{RunOptions, train};
@@ -75,7 +76,7 @@ struct ReproduceArgs {
     /// Seeds per configuration (default: 3 for paper and cpu, 2 for smoke).
     #[arg(long)]
     seeds: Option<usize>,
-    /// cpu, cuda:N, tch-cpu or tch-cuda:N.
+    /// cpu, cuda:N, wgpu[:N], tch-cpu or tch-cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Root of the run directories (one per configuration and seed).
@@ -151,9 +152,22 @@ struct TrainArgs {
     /// Cosine learning-rate annealing to 0 (default: constant).
     #[arg(long)]
     cosine: bool,
+    /// Warm the learning rate up linearly over this fraction of all steps (default: the
+    /// model's recipe, 0 for vision and 0.06 for text encoders).
+    #[arg(long)]
+    lr_warmup: Option<f64>,
+    /// Adam's weight decay: coupled (added to the gradient, torch.optim.Adam) or decoupled
+    /// (AdamW) (default: coupled for vision, decoupled for text encoders).
+    #[arg(long)]
+    weight_decay_mode: Option<WeightDecayMode>,
+    /// Figure 1's distance probe: inference (S1 and S2 through the inference model), training
+    /// (the training forward's features; methods with S2 only) or off (default: inference for
+    /// vision, training for text encoders).
+    #[arg(long)]
+    distance_probe: Option<DistanceProbe>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// cpu, cuda:N, tch-cpu or tch-cuda:N.
+    /// cpu, cuda:N, wgpu[:N], tch-cpu or tch-cuda:N.
     #[arg(long, default_value = "cpu")]
     device: DeviceSpec,
     /// Train on a seeded draw of this many training examples.
@@ -222,11 +236,13 @@ impl TrainArgs {
             },
             optimizer,
             schedule: if self.cosine { Schedule::Cosine } else { Schedule::Constant },
+            step: None,
             epochs: self.epochs,
             batch_size: self.batch_size,
             seed: self.seed,
             device: self.device,
-        })
+        }
+        .with_step_policy_overrides(self.lr_warmup, self.weight_decay_mode, self.distance_probe))
     }
 }
 

@@ -7,8 +7,8 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use polars::prelude::{Column, DataFrame, ParquetWriter};
 
-use crate::provenance::write_atomic;
-use crate::train::EpochMetrics;
+use crate::atomic::write_atomic;
+use crate::metrics::EpochMetrics;
 
 /// The file name inside a run directory.
 pub const FILE: &str = "metrics.parquet";

@@ -1,15 +1,13 @@
 //! Fine-tuning a pretrained text encoder with its classification head: the text branch of
 //! `itra train` (the paper's Table 4), the same loop as [`crate::train`] on token batches.
 //!
-//! Differences from the vision loop, all fixed here rather than configured:
+//! The step is the vision loop's ([`crate::step::Trainer`]); its policies default to the
+//! fine-tuning recipe of `transformers` ([`crate::config::StepPolicy::TEXT`]: AdamW, the
+//! learning rate warmed up over 6 % of the steps, Figure 1's distance probe on the training
+//! forward's features, so only for methods that forward `S2`), and `itra train
+//! --lr-warmup/--weight-decay-mode/--distance-probe` change them. What is the text loop's own:
 //! - batches are padded to their longest sequence (dynamic padding), after truncation to
 //!   `max_len` tokens; the dataset is tokenised once before training;
-//! - `OptimizerConfig::Adam` runs **AdamW** (decoupled weight decay, as `transformers`'
-//!   fine-tuning recipes), SGD as in the vision loop;
-//! - the learning rate warms up linearly over the first [`WARMUP_FRACTION`] of all steps, then
-//!   follows the configured schedule;
-//! - Figure 1's distance ratio is measured every [`DISTANCE_EVERY`] steps on the training
-//!   forward's features, and only for methods that forward `S2`;
 //! - each epoch appends to `text_diagnostics.jsonl` in the run directory what the held-out
 //!   features look like ([`HeldOutDiagnostics`]: their spread, how much of it separates the
 //!   classes, the share of the most predicted class), the signs of a collapse;
@@ -34,9 +32,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use burn::module::Module;
-use burn::optim::GradientsParams;
 use burn::tensor::Device;
-use itra_core::{DistanceStats, LabelledBatch, PairBatch, SecondForward, StepOutput};
+use itra_core::{DistanceStats, LabelledBatch, PairBatch, SecondForward};
 use itra_data::sampler::{init_seed, rng};
 use itra_data::{PairedSampler, Split, Stream, TextDataset};
 
@@ -47,11 +44,11 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::config::{ExperimentConfig, ModelConfig};
+use crate::config::{ExperimentConfig, TextFeatures};
 use crate::encode::{Encoder, resolve_encoder};
-use crate::train::{
-    DISTANCE_EVERY, RunFiles, RunOptions, RunSummary, Score, Sums, announce, optimizer_with, progress_bar,
-};
+use crate::metrics::{Score, Sums};
+use crate::run_files::{RunFiles, RunOptions, RunSummary, announce, progress_bar, step_progress};
+use crate::step::{StepIndex, StepPlan, Trainer, objective, optimizer};
 
 pub use crate::dataset::AG_NEWS_TEST_SPLIT;
 /// The environment variable naming AG News' `test.csv` for [`AG_NEWS_TEST_SPLIT`].
@@ -60,8 +57,6 @@ pub const AG_NEWS_TEST_ENV: &str = "ITRA_AG_NEWS_TEST";
 pub const SPLIT_SEED: u64 = 0;
 /// Share of [`AG_NEWS_TEST_SPLIT`] used for training.
 pub const TRAIN_FRACTION: f64 = 0.8;
-/// Share of all steps over which the learning rate warms up from 0.
-pub const WARMUP_FRACTION: f64 = 0.06;
 /// Sequences per evaluation batch.
 const EVAL_BATCH: usize = 64;
 
@@ -279,13 +274,16 @@ fn evaluate(
 }
 
 /// Fine-tunes `config`'s text encoder (resuming from its checkpoint if one exists), writing the
-/// run directory's files like [`crate::train::train`].
-pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<RunSummary> {
-    let ModelConfig::Text { encoder, max_len, text_features } = &config.model else {
-        bail!("model `{}` is a vision architecture; it trains on image datasets", config.model.name());
-    };
-    config.validate().map_err(anyhow::Error::msg)?;
-    if *max_len < 2 {
+/// run directory's files like the vision loop. Call it through [`crate::train::train`], which
+/// validates the configuration.
+pub(crate) fn train_text(
+    config: &ExperimentConfig,
+    encoder: &str,
+    max_len: usize,
+    text_features: TextFeatures,
+    options: &RunOptions,
+) -> Result<RunSummary> {
+    if max_len < 2 {
         bail!("the maximum sequence length must be at least 2 tokens, got {max_len}");
     }
     let device = config.device.autodiff_device()?;
@@ -298,24 +296,23 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
     device.seed(init_seed(config.seed));
     let dir = resolve_encoder(encoder, &options.data_dir)?;
     let Encoder { model, tokenizer, .. } = Encoder::load(&dir, train_set.num_classes, &device)?;
-    let mut model = model.with_features(*text_features);
+    let mut model = model.with_features(text_features);
     let num_classes = train_set.num_classes;
-    let train_tokens = TokenizedSet::new(&tokenizer, &train_set, *max_len)?;
-    let validation_tokens = validation_set.as_ref().map(|v| TokenizedSet::new(&tokenizer, v, *max_len)).transpose()?;
-    let test_tokens = TokenizedSet::new(&tokenizer, &test_set, *max_len)?;
+    let train_tokens = TokenizedSet::new(&tokenizer, &train_set, max_len)?;
+    let validation_tokens = validation_set.as_ref().map(|v| TokenizedSet::new(&tokenizer, v, max_len)).transpose()?;
+    let test_tokens = TokenizedSet::new(&tokenizer, &test_set, max_len)?;
 
-    let loss = &config.loss;
-    let mut objective = crate::train::objective(loss, train_set.num_classes, model.feat_dim(), &device)?;
-
-    let (mut files, mut optim) = RunFiles::open(config, options, &mut model, optimizer_with(&config.optimizer, true))?;
-    files.restore(&objective, &device)?;
+    let policy = config.step_policy();
+    let mut objective = objective(&config.loss, num_classes, model.feat_dim(), &device)?;
+    let (mut files, optim) =
+        RunFiles::open(config, options, &mut model, optimizer(&config.optimizer, policy.weight_decay))?;
+    files.restore(&mut objective, &device)?;
     let start_epoch = files.start_epoch;
 
     let sampler = PairedSampler::new(train_set.len(), config.batch_size, config.seed);
     let steps = sampler.steps_per_epoch();
-    let total_steps = steps * config.epochs;
-    let warmup_steps = ((WARMUP_FRACTION * total_steps as f64).ceil() as usize).max(1);
-    let bar = progress_bar(options.progress, total_steps, start_epoch * steps);
+    let mut trainer = Trainer::new(objective, optim, StepPlan::of(config, steps));
+    let bar = progress_bar(options.progress, steps * config.epochs, start_epoch * steps);
 
     for epoch in start_epoch..config.epochs {
         // Dropout draws from Burn's generator: restart it per epoch so a resumed epoch matches.
@@ -324,42 +321,32 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
         let mut sums = Sums::default();
         let started = Instant::now();
         for step in 0..steps {
-            let global_step = epoch * steps + step;
-            let warmup = ((global_step + 1) as f64 / warmup_steps as f64).min(1.0);
-            let lr = warmup * config.schedule.lr(config.optimizer.lr(), global_step, total_steps);
-            objective.set_lambda(loss.lambda_at(global_step, total_steps));
-            let token_batch = |order: &[usize]| {
-                let (inputs, labels) = train_tokens.batch(&tokenizer, sampler.batch(order, step), &device);
+            let token_batch = |order: &[usize], on: &Device| {
+                let (inputs, labels) = train_tokens.batch(&tokenizer, sampler.batch(order, step), on);
                 LabelledBatch { inputs, labels }
             };
-            let first = token_batch(&first_order);
-            let second = (objective.second_forward() != SecondForward::None).then(|| token_batch(&second_order));
+            let first = token_batch(&first_order, &device);
+            let second = (trainer.objective.second_forward() != SecondForward::None)
+                .then(|| token_batch(&second_order, &device));
             let batch = PairBatch {
                 first: LabelledBatch { inputs: &first.inputs, labels: first.labels.clone() },
                 second: second.as_ref().map(|s| LabelledBatch { inputs: &s.inputs, labels: s.labels.clone() }),
             };
-            let StepOutput { parts, features, second, .. } =
-                objective.forward_step(&model, batch).context("training objective")?;
-            sums.features.add(&features);
-            // Figure 1's ratio, here from the training forward's features (no extra pass: a
-            // transformer forward is too dear to repeat in evaluation mode).
-            if let Some(second) = second.as_ref().filter(|_| global_step % DISTANCE_EVERY == 0) {
-                let stats = DistanceStats::compute(features, &first.labels, second.inputs.clone(), &second.labels)?;
-                if let Some(same) = stats.same_class.filter(|_| stats.all_pairs > 0.0) {
-                    sums.distance_trace.push((global_step, same / stats.all_pairs));
-                }
-            }
-            sums.add(&parts, epoch, step, lr)?;
-            let grads = GradientsParams::from_grads(parts.total.backward(), &model);
-            model = optim.step(lr, model, grads);
-            let seconds = started.elapsed().as_secs_f64();
-            bar.set_message(format!(
-                "epoch {} loss {:.4} {:.1} seq/s",
-                epoch + 1,
-                sums.loss / sums.steps as f64,
-                (sums.steps * config.batch_size) as f64 / seconds.max(1e-9)
-            ));
-            bar.inc(1);
+            // `--distance-probe inference`: S1 and S2 again, through the inference copy (a
+            // second transformer forward; the text recipe's default probes the training one).
+            let inference_probe = |model: &TextModel| -> Result<DistanceStats> {
+                let inference = model.valid();
+                let first = token_batch(&first_order, &eval_device);
+                let second = token_batch(&second_order, &eval_device);
+                Ok(DistanceStats::compute(
+                    inference.forward_features(&first.inputs),
+                    &first.labels,
+                    inference.forward_features(&second.inputs),
+                    &second.labels,
+                )?)
+            };
+            model = trainer.step(model, batch, StepIndex { epoch, step }, &mut sums, inference_probe)?;
+            step_progress(&bar, epoch, &sums, config.batch_size, started, "seq");
         }
         let train_seconds = started.elapsed().as_secs_f64();
         let inference = model.valid();
@@ -383,7 +370,7 @@ pub fn train_text(config: &ExperimentConfig, options: &RunOptions) -> Result<Run
             metrics.images_per_second
         );
         announce(&bar, line);
-        files.record(metrics, &objective, &model, &optim)?;
+        files.record(metrics, &trainer.objective, &model, &trainer.optim)?;
         append_diagnostics(&options.run_dir, &diagnostics)?;
     }
     bar.finish_and_clear();
@@ -411,7 +398,7 @@ mod tests {
     use super::*;
 
     fn text_config(validation: usize, train_limit: Option<usize>) -> ExperimentConfig {
-        use crate::config::{DataConfig, LossConfig, OptimizerConfig, Schedule, TextFeatures};
+        use crate::config::{DataConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule};
         let mut data = DataConfig::new("synthetic-text:3:300:30");
         data.validation = validation;
         data.train_limit = train_limit;
@@ -421,6 +408,7 @@ mod tests {
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
             schedule: Schedule::Constant,
+            step: None,
             epochs: 1,
             batch_size: 8,
             seed: 5,

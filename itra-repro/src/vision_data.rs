@@ -21,8 +21,8 @@ use rand::seq::SliceRandom;
 
 use crate::config::{AugmentationRecipe, ExperimentConfig};
 use crate::dataset::DatasetId;
+use crate::metrics::Score;
 use crate::pipeline::{rng, to_tensor};
-use crate::train::Score;
 
 /// The seed of every test subset: one draw shared by all runs of a dataset and limit.
 pub const TEST_SUBSET_SEED: u64 = 0;
@@ -216,6 +216,7 @@ mod tests {
             loss: LossConfig::baseline(),
             optimizer: OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
             schedule: Schedule::Constant,
+            step: None,
             epochs: 1,
             batch_size: 8,
             seed: 5,

@@ -14,8 +14,9 @@ use itra_core::{ItraObjectiveConfig, Method, SecondBatch};
 use itra_data::Split;
 use itra_models::testing::same_network_on;
 use itra_models::{Arch, FeatureModel, build};
-use itra_repro::config::OptimizerConfig;
-use itra_repro::train::{EpochMetrics, optimizer};
+use itra_repro::config::{OptimizerConfig, WeightDecayMode};
+use itra_repro::metrics::EpochMetrics;
+use itra_repro::step::optimizer;
 
 /// `itra train` of the small CNN with ITRA-c on 1,024 training images for two epochs on `device`;
 /// returns the run directory's epochs and its recorded backend.
@@ -88,7 +89,7 @@ fn itra_c_losses(device: &Device, batches: &[(TensorData, Vec<usize>)]) -> Vec<f
         .with_lambda(0.6)
         .init(&device)
         .expect("a valid objective");
-    let mut optim = optimizer(&OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 });
+    let mut optim = optimizer(&OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 }, WeightDecayMode::Coupled);
     let mut losses = Vec::new();
     for pair in batches.chunks(2) {
         let [(images1, y1), (images2, y2)] = pair else { unreachable!("batches come in pairs") };

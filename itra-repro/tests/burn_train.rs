@@ -17,7 +17,7 @@ use itra_data::PipelineView;
 use itra_data::sampler::init_seed;
 use itra_models::FeatureModel;
 use itra_repro::config::ExperimentConfig;
-use itra_repro::train::EpochMetrics;
+use itra_repro::metrics::EpochMetrics;
 use itra_train::{ImageBatcher, Itra, ItraMetric, PairLoader};
 
 const SEED: u64 = 5;
@@ -88,7 +88,7 @@ fn burn_train_and_the_runner_give_the_same_numbers() {
     // forward, which is when the lazily initialised weights are drawn.
     device.seed(init_seed(SEED));
     let network = itra_models::build(itra_models::Arch::SmallCnn, 10, data.input_shape, &device).unwrap();
-    let objective = itra_repro::train::objective(&config.loss, 10, network.feat_dim(), &device).unwrap();
+    let objective = itra_repro::step::objective(&config.loss, 10, network.feat_dim(), &device).unwrap();
     device.seed(init_seed(SEED.wrapping_add(1)));
     let model = Itra::new(network, objective, training.interrupter());
     let result = training.launch(Learner::new(model, AdamConfig::new().init(), config.optimizer.lr()));

@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use itra_repro::train::EpochMetrics;
+use itra_repro::metrics::EpochMetrics;
 
 fn metrics(run_dir: &Path) -> Vec<EpochMetrics> {
     let text = std::fs::read_to_string(run_dir.join("metrics.jsonl")).expect("metrics.jsonl exists");
@@ -65,13 +65,30 @@ fn train_on_real_fmnist_learns_and_records_provenance() {
     assert_eq!(provenance["backend"], "burn-flex");
     assert_eq!(provenance["config"]["loss"]["method"], "itra-c");
     assert!(provenance["git_revision"].as_str().is_some_and(|r| !r.is_empty()));
+    // The vision recipe's step policy, recorded; the config holds none (the default).
+    assert_eq!(
+        provenance["step_policy"],
+        serde_json::json!({"lr_warmup": 0.0, "weight_decay": "coupled", "distance_probe": "inference"})
+    );
+    assert!(provenance["config"].get("step").is_none(), "{}", provenance["config"]);
+    assert!(epochs.iter().all(|e| e.distance_ratio.is_some()), "the inference probe measures every epoch");
 }
 
 #[test]
 fn center_loss_at_the_papers_lambda_trains_and_reports_its_diagnostics() {
     let runs = tempfile::tempdir().unwrap();
-    train(runs.path(), &["--epochs", "2", "--method", "center", "--lambda", "0.1"]);
-    let epochs = metrics(&only_run_dir(runs.path()));
+    // With the step policy changed where it changes no number here (no weight decay to decouple)
+    // and where it does (no distance probe).
+    let policy = ["--weight-decay-mode", "decoupled", "--distance-probe", "off"];
+    train(runs.path(), &[&["--epochs", "2", "--method", "center", "--lambda", "0.1"][..], &policy].concat());
+    let run_dir = only_run_dir(runs.path());
+    let provenance: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap()).unwrap();
+    let recorded = serde_json::json!({"lr_warmup": 0.0, "weight_decay": "decoupled", "distance_probe": "off"});
+    assert_eq!(provenance["step_policy"], recorded);
+    assert_eq!(provenance["config"]["step"], recorded, "a policy off the default is part of the config");
+    let epochs = metrics(&run_dir);
+    assert!(epochs.iter().all(|e| e.distance_ratio.is_none() && e.distance_trace.is_empty()));
     let last = epochs.last().unwrap();
     // Zero centres without the 1/2 collapsed the full-data run to 26 %; the baseline of this
     // subset reaches ~75 %.

@@ -2,8 +2,10 @@
 //!
 //! Three pieces turn a Burn classifier into an ITRA run of `SupervisedTraining`:
 //!
-//! - [`Itra`] wraps any image classifier that splits into features and a head
-//!   ([`itra_core::FeatureClassifier`]; every network of `itra-models` is one) together with an
+//! - [`Itra`] wraps any classifier that splits into features and a head
+//!   ([`itra_core::FeatureClassifier`] of image batches, or of any other
+//!   [`itra_core::StepInput`]: every vision network of `itra-models` is one, and so is every text
+//!   encoder, on its token batches; `tests/text.rs` fine-tunes one) together with an
 //!   [`itra_core::ItraObjective`], and implements burn-train's `TrainStep` (the step is
 //!   [`itra_core::ItraObjective::forward_step`], the same one the `itra` runner calls) and
 //!   `InferenceStep`. The objective's state, Center loss's centres, is module state: it is saved
@@ -49,7 +51,7 @@ mod metric;
 mod model;
 
 pub use batcher::ImageBatcher;
-pub use itra_core::{FeatureClassifier, LabelledBatch, PairBatch};
+pub use itra_core::{FeatureClassifier, LabelledBatch, PairBatch, StepInput};
 pub use loader::PairLoader;
 pub use metric::{ItraMetric, ItraPartsInput};
 pub use model::{Itra, ItraOutput};

@@ -1,6 +1,7 @@
 //! The burn-train wrapper: a classifier and its ITRA objective as one `TrainStep`.
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use burn::module::{Module, ModuleDisplay};
 use burn::nn::loss::CrossEntropyLossConfig;
@@ -8,7 +9,7 @@ use burn::optim::GradientsParams;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use burn_train::metric::{AccuracyInput, Adaptor, ItemLazy, LossInput};
 use burn_train::{ClassificationOutput, InferenceStep, Interrupter, TrainOutput, TrainStep};
-use itra_core::{FeatureClassifier, ItraObjective, LabelledBatch, PairBatch};
+use itra_core::{FeatureClassifier, ItraObjective, LabelledBatch, PairBatch, StepInput};
 
 use crate::metric::ItraPartsInput;
 
@@ -16,6 +17,10 @@ use crate::metric::ItraPartsInput;
 /// `itra-core` (baseline, label smoothing, Center loss, ITRA, ITRA-c), as burn-train's
 /// `TrainStep` on [`PairBatch`]es (a [`crate::PairLoader`]) and `InferenceStep` on single
 /// [`LabelledBatch`]es (Burn's own `DataLoaderBuilder` with [`crate::ImageBatcher`]).
+///
+/// `I` is what the model's forward takes ([`FeatureClassifier<I>`]): image batches
+/// (`Tensor<4>`, the default) or any other [`StepInput`], such as `itra-models`' token batches
+/// for the text encoders.
 ///
 /// Both fields are modules: a checkpoint holds the network and Center loss's centres (with the
 /// mask of classes already initialised), and burn-train's resume restores both. The centres
@@ -27,13 +32,15 @@ use crate::metric::ItraPartsInput;
 /// the interrupter given to [`Itra::new`], with the error as the reason
 /// (`LearningResult::interrupted`), and applies no update.
 #[derive(Module, Debug)]
-pub struct Itra<M> {
+pub struct Itra<M, I = Tensor<4>> {
     /// The network.
     pub model: M,
     /// The training objective and its state.
     pub objective: ItraObjective,
     #[module(skip)]
     stop: StopHandle,
+    #[module(skip)]
+    input: PhantomData<fn() -> I>,
 }
 
 /// The interrupter a failing step stops training with.
@@ -46,11 +53,11 @@ impl fmt::Debug for StopHandle {
     }
 }
 
-impl<M> Itra<M> {
+impl<M, I> Itra<M, I> {
     /// Wraps `model` and `objective`; `interrupter` is the training's
     /// (`SupervisedTraining::interrupter()`), through which a failing step stops it.
     pub fn new(model: M, objective: ItraObjective, interrupter: Interrupter) -> Self {
-        Itra { model, objective, stop: StopHandle(interrupter) }
+        Itra { model, objective, stop: StopHandle(interrupter), input: PhantomData }
     }
 }
 
@@ -102,14 +109,15 @@ fn label_tensor(labels: &[usize], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(labels, [len]), device)
 }
 
-impl<M> TrainStep for Itra<M>
+impl<M, I> TrainStep for Itra<M, I>
 where
-    M: FeatureClassifier<Tensor<4>> + Module + ModuleDisplay + 'static,
+    M: FeatureClassifier<I> + Module + ModuleDisplay + 'static,
+    I: StepInput + Clone + fmt::Debug + Send + 'static,
 {
-    type Input = PairBatch<Tensor<4>>;
+    type Input = PairBatch<I>;
     type Output = ItraOutput;
 
-    fn step(&self, batch: PairBatch<Tensor<4>>) -> TrainOutput<ItraOutput> {
+    fn step(&self, batch: PairBatch<I>) -> TrainOutput<ItraOutput> {
         let device = batch.first.inputs.device();
         let targets = label_tensor(&batch.first.labels, &device);
         let rows = batch.first.labels.len();
@@ -130,16 +138,17 @@ where
     }
 }
 
-impl<M> InferenceStep for Itra<M>
+impl<M, I> InferenceStep for Itra<M, I>
 where
-    M: FeatureClassifier<Tensor<4>> + Module + ModuleDisplay + 'static,
+    M: FeatureClassifier<I> + Module + ModuleDisplay + 'static,
+    I: StepInput + Clone + fmt::Debug + Send + 'static,
 {
-    type Input = LabelledBatch<Tensor<4>>;
+    type Input = LabelledBatch<I>;
     type Output = ClassificationOutput;
 
     /// The plain (unsmoothed) cross-entropy and the logits: what validation reports for every
     /// method.
-    fn step(&self, batch: LabelledBatch<Tensor<4>>) -> ClassificationOutput {
+    fn step(&self, batch: LabelledBatch<I>) -> ClassificationOutput {
         let device = batch.inputs.device();
         let logits = self.model.head(self.model.features(batch.inputs));
         let targets = label_tensor(&batch.labels, &device);

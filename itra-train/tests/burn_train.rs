@@ -4,13 +4,13 @@
 //! (Center loss's centres included) to the uninterrupted run's weights, a failing objective
 //! stops training with its error, and the same training runs on two CPU devices.
 
+mod common;
+
 use std::path::Path;
 use std::sync::Arc;
 
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
-use burn::module::Module;
 use burn::optim::AdamConfig;
-use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
 use burn_train::metric::{AccuracyMetric, LossMetric};
 use burn_train::{ExecutionStrategy, Learner, LearningResult, MultiDeviceOptim, SupervisedTraining};
@@ -18,6 +18,8 @@ use itra_core::{ItraObjective, ItraObjectiveConfig, LabelledBatch, Method, PairB
 use itra_data::{Augmentation, Normalization, Pipeline, PipelineView, Split};
 use itra_models::{Arch, VisionModel, build, testing::same_network_on};
 use itra_train::{ImageBatcher, Itra, ItraMetric, PairLoader};
+
+use common::{logged, replay, weights};
 
 const BATCH: usize = 32;
 const LR: f64 = 1e-3;
@@ -99,30 +101,6 @@ fn run(
     result
 }
 
-/// The per-step values burn-train's file logger wrote for metric `name` in `epoch`.
-fn logged(dir: &Path, epoch: usize, name: &str) -> Vec<f64> {
-    let path = dir.join("train").join(format!("epoch-{epoch}")).join(format!("{name}.log"));
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()));
-    text.lines()
-        .filter(|line| !line.ends_with(",final"))
-        .map(|line| line.split(',').next().unwrap().parse().unwrap())
-        .collect()
-}
-
-fn weights(model: &Itra<VisionModel>) -> Vec<f32> {
-    let mut values = Vec::new();
-    model.model.visit(&mut Collect(&mut values));
-    values
-}
-
-struct Collect<'a>(&'a mut Vec<f32>);
-
-impl burn::module::ModuleVisitor for Collect<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        self.0.extend(param.val().into_data().convert::<f32>().iter::<f32>());
-    }
-}
-
 #[test]
 fn the_logged_parts_are_the_objectives_on_the_same_batches() {
     let device = Device::flex().autodiff();
@@ -145,22 +123,11 @@ fn the_logged_parts_are_the_objectives_on_the_same_batches() {
 
     // The same steps by hand: the runner's step, on the loader's batches, with the same optimiser.
     let objective = objective(Method::ItraC, &by_hand_start, &device);
-    let mut model = by_hand_start;
-    let mut optim = AdamConfig::new().init();
     let batch_of = |indices: &[usize]| {
         let items = indices.iter().map(|&i| burn::data::dataset::Dataset::get(&train, i).unwrap()).collect();
         burn::data::dataloader::batcher::Batcher::batch(&ImageBatcher, items, &device)
     };
-    let (mut ce, mut term, mut total) = (Vec::new(), Vec::new(), Vec::new());
-    for (s1, s2) in &steps {
-        let batch = PairBatch { first: batch_of(s1), second: Some(batch_of(s2)) };
-        let out = objective.forward_step(&model, batch).unwrap();
-        ce.push(out.parts.ce.clone().into_scalar::<f64>());
-        term.push(out.parts.regularizer.clone().unwrap().into_scalar::<f64>());
-        total.push(out.parts.total.clone().into_scalar::<f64>());
-        let grads = GradientsParams::from_grads(out.parts.total.backward(), &model);
-        model = optim.step(LR, model, grads);
-    }
+    let (ce, term, total) = replay(&objective, by_hand_start, &steps, batch_of, LR);
     assert_eq!(logged(dir.path(), 1, "CE"), ce);
     assert_eq!(logged(dir.path(), 1, "Match"), term);
     assert_eq!(logged(dir.path(), 1, "Loss"), total);
@@ -206,7 +173,7 @@ fn a_stopped_run_resumes_from_its_checkpoint_centres_included() {
     assert_ne!(centres(&resumed), centres_after_one, "the second epoch moved the centres");
     assert_eq!(centres(&resumed), centres(&whole));
     assert_eq!(resumed.model.objective.center().unwrap().initialized(), vec![true; 10]);
-    assert_eq!(weights(&resumed.model), weights(&whole.model));
+    assert_eq!(weights(&resumed.model.model), weights(&whole.model.model));
     assert_eq!(logged(stopped.path(), 2, "Match"), logged(straight.path(), 2, "Match"));
 }
 

@@ -281,10 +281,32 @@ macro_rules! feature_classifier {
                 TextFeatureModel::feat_dim(self)
             }
         }
+
+        // Owned batches too, for training steps whose input must own its data (burn-train's
+        // `TrainStep::Input`).
+        impl itra_core::FeatureClassifier<TokenBatch> for $model {
+            fn features(&self, input: TokenBatch) -> Tensor<2> {
+                TextFeatureModel::forward_features(self, &input)
+            }
+
+            fn head(&self, features: Tensor<2>) -> Tensor<2> {
+                TextFeatureModel::forward_head(self, features)
+            }
+
+            fn feat_dim(&self) -> usize {
+                TextFeatureModel::feat_dim(self)
+            }
+        }
     )*};
 }
 
 feature_classifier!(TextModel, BertClassifier, DistilBertClassifier, XlNetClassifier);
+
+impl itra_core::StepInput for TokenBatch {
+    fn device(&self) -> Device {
+        self.input_ids.device()
+    }
+}
 
 impl TextModel {
     /// A fresh model of `config`'s family for `num_classes` classes (weights drawn as

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::{CandidateRuns, Profile, Runner, Stat, table1, table2};
 use crate::ExperimentConfig;
+use crate::atomic::write_atomic;
 use crate::figures::{Panel, Series, line_figure};
-use crate::provenance::write_atomic;
 
 /// The two configurations compared: the baseline and ITRA-c.
 pub fn configs(profile: Profile) -> [ExperimentConfig; 2] {
@@ -41,7 +41,7 @@ pub struct Figure1Data {
 /// Mean over seeds of a per-epoch number, with the std band.
 pub fn per_epoch(
     runs: &CandidateRuns,
-    value: impl Fn(&crate::train::EpochMetrics) -> f64,
+    value: impl Fn(&crate::metrics::EpochMetrics) -> f64,
 ) -> (Vec<(f64, f64)>, Vec<(f64, f64, f64)>) {
     let epochs = runs.runs.iter().map(|r| r.epochs.len()).min().unwrap_or(0);
     let mut line = Vec::new();
@@ -101,7 +101,7 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
             Series::new(labels[1].clone(), distance_series(&itra_runs)),
         ],
     };
-    let metric_panel = |title: &str, y_label: &str, value: fn(&crate::train::EpochMetrics) -> f64| {
+    let metric_panel = |title: &str, y_label: &str, value: fn(&crate::metrics::EpochMetrics) -> f64| {
         let series = [(&base_runs, &labels[0]), (&itra_runs, &labels[1])]
             .into_iter()
             .map(|(runs, label)| {

@@ -10,8 +10,8 @@ use serde::Serialize;
 
 use super::figure1::per_epoch;
 use super::{Profile, Runner, table2};
+use crate::atomic::write_atomic;
 use crate::figures::{Panel, Series, line_figure};
-use crate::provenance::write_atomic;
 
 /// The lambda values drawn (the paper does not list its own); 0 is the baseline.
 pub const LAMBDAS: [f64; 4] = [0.0, 0.2, 0.6, 1.0];

@@ -7,9 +7,9 @@ use itra_models::FeatureModel;
 use serde::Serialize;
 
 use super::{Profile, Runner, figure1};
+use crate::atomic::write_atomic;
 use crate::figures::{ScatterGroup, TsneConfig, scatter_figure, tsne_flat};
-use crate::provenance::write_atomic;
-use crate::train::load_trained_model;
+use crate::vision_train::load_trained_model;
 
 /// Test points embedded per panel.
 fn points(profile: Profile) -> usize {

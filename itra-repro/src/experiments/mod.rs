@@ -20,7 +20,7 @@ use crate::config::{
     AugmentationRecipe, DataConfig, ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule,
 };
 use crate::device::DeviceSpec;
-use crate::train::{RunOptions, RunSummary, files};
+use crate::run_files::{RunOptions, RunSummary, files};
 
 pub mod figure1;
 pub mod figure2;
@@ -160,6 +160,7 @@ pub fn vision_config(
         loss: LossConfig { method, lambda, second_batch: SecondBatchMode::Full, ..LossConfig::baseline() },
         optimizer,
         schedule: Schedule::Cosine,
+        step: None,
         epochs,
         batch_size,
         seed: 0,
@@ -221,7 +222,7 @@ pub struct CandidateRuns {
 
 impl CandidateRuns {
     /// Mean and standard deviation over seeds of a final-epoch number.
-    pub fn final_stat(&self, value: impl Fn(&crate::train::EpochMetrics) -> Option<f64>) -> Option<Stat> {
+    pub fn final_stat(&self, value: impl Fn(&crate::metrics::EpochMetrics) -> Option<f64>) -> Option<Stat> {
         let values: Vec<f64> = self.runs.iter().filter_map(|r| r.epochs.last().and_then(&value)).collect();
         Stat::of(&values)
     }
@@ -304,7 +305,7 @@ impl Runner {
         for name in [files::CONFIG, files::METRICS, files::RESULT] {
             let bytes = std::fs::read(run_dir.join(name))
                 .with_context(|| format!("cannot read {}", run_dir.join(name).display()))?;
-            crate::provenance::write_atomic(&target.join(name), &bytes)?;
+            crate::atomic::write_atomic(&target.join(name), &bytes)?;
         }
         Ok(())
     }

@@ -8,8 +8,9 @@ use anyhow::Result;
 use itra_core::Method;
 
 use super::{Cell, CellOutcome, Grid, Profile, Stat};
+use crate::atomic::write_atomic;
 use crate::paper::{self, PaperRow};
-use crate::provenance::{GIT_REVISION, write_atomic};
+use crate::provenance::GIT_REVISION;
 
 /// One rendered row.
 #[derive(Debug, Clone)]

@@ -47,6 +47,7 @@ fn config(dataset: &str, encoder: &str, method: Method, lambda: f64, profile: Pr
         loss: LossConfig { method, lambda, ..LossConfig::baseline() },
         optimizer: OptimizerConfig::Adam { lr, weight_decay: 0.01 },
         schedule: Schedule::Cosine,
+        step: None,
         epochs,
         batch_size,
         seed: 0,
