@@ -171,18 +171,20 @@ impl Trainer {
         let global_step = index.epoch * self.plan.steps_per_epoch + index.step;
         let lr = self.plan.lr_at(global_step);
         self.objective.set_lambda(self.plan.lambda_at(global_step));
-        let first_labels = batch.first.labels.clone();
+        // `S1`'s labels outlive the forward only where the training-forward probe needs them.
+        let probe = self.probes(index).then_some(self.plan.policy.distance_probe);
+        let first_labels = (probe == Some(DistanceProbe::Training)).then(|| batch.first.labels.clone());
         let StepOutput { parts, features, second, .. } =
             self.objective.forward_step(&model, batch).context("training objective")?;
         sums.add(&parts, index.epoch, index.step, lr)?;
         sums.features.add(&features);
-        if self.probes(index) {
-            let stats = match self.plan.policy.distance_probe {
-                DistanceProbe::Inference => Some(inference_probe(&model)?),
-                DistanceProbe::Training => second
-                    .map(|second| DistanceStats::compute(features, &first_labels, second.inputs, &second.labels))
-                    .transpose()?,
-                DistanceProbe::Off => None,
+        if let Some(probe) = probe {
+            let stats = match (probe, first_labels, second) {
+                (DistanceProbe::Inference, ..) => Some(inference_probe(&model)?),
+                (DistanceProbe::Training, Some(labels), Some(second)) => {
+                    Some(DistanceStats::compute(features, &labels, second.inputs, &second.labels)?)
+                }
+                _ => None,
             };
             // Collapsed features (all distances 0) give no ratio rather than a NaN.
             if let Some(stats) = stats
