@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use itra_core::{Bandwidth, CenterInit, Matching, Method, Normalize, SecondBatchMode};
 use itra_models::Arch;
+use itra_repro::cluster::{self, RunRequest, SlurmOptions};
 use itra_repro::config::{
     AugmentationRecipe, DataConfig, DistanceProbe, LossConfig, ModelConfig, OptimizerConfig, Schedule, TextFeatures,
     WeightDecayMode,
 };
-use itra_repro::experiments::{Profile, Runner, Target, reproduce};
+use itra_repro::experiments::{Profile, RunMode, Runner, Target, plan, reproduce};
 use itra_repro::train::{RunOptions, train};
 use itra_repro::{DatasetId, DeviceSpec, ExperimentConfig, config};
 
@@ -31,6 +32,10 @@ enum Command {
     /// Run the experiments behind a table or figure of the paper and write it next to the
     /// paper's numbers (finished runs are reused, interrupted ones resumed).
     Reproduce(ReproduceArgs),
+    /// Run one run of a plan (`itra reproduce <target> --plan`) or one configuration file into
+    /// the shared runs directory: reused if it finished, resumed if it was interrupted, refused
+    /// while another process trains it. A Slurm array task runs this.
+    Run(RunArgs),
     /// List every registered architecture with its parameter and multiply-accumulate counts.
     Models(ModelsArgs),
     /// Fetch, inspect and verify datasets and pretrained encoders.
@@ -86,6 +91,85 @@ struct ReproduceArgs {
     #[arg(long, default_value = "results")]
     results_dir: PathBuf,
     /// Show progress bars.
+    #[arg(long)]
+    progress: bool,
+    /// Train nothing: write every run of the grid as a JSON line, for `itra run --config`.
+    #[arg(long, conflicts_with_all = ["collect", "slurm"])]
+    plan: bool,
+    /// Where `--plan` writes (default: `<runs-dir>/<profile>/plans/<target>.jsonl`).
+    #[arg(long, value_name = "FILE", requires = "plan")]
+    plan_file: Option<PathBuf>,
+    /// Train nothing: render from the finished runs, list the others, and mark the table or
+    /// figure incomplete.
+    #[arg(long, conflicts_with = "slurm")]
+    collect: bool,
+    /// Submit the unfinished runs as a Slurm job array (one task per run) and print how to
+    /// collect; the batch script stays on disk under `<runs-dir>/<profile>/slurm/`.
+    #[arg(long)]
+    slurm: bool,
+    #[command(flatten)]
+    slurm_options: SlurmArgs,
+}
+
+/// `sbatch` options of `--slurm`.
+#[derive(Args)]
+struct SlurmArgs {
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    partition: Option<String>,
+    /// Generic resources per task, e.g. gpu:1.
+    #[arg(long, requires = "slurm")]
+    gres: Option<String>,
+    /// Time limit per task, e.g. 12:00:00.
+    #[arg(long, requires = "slurm")]
+    time: Option<String>,
+    /// CPUs per task.
+    #[arg(long, requires = "slurm")]
+    cpus_per_task: Option<usize>,
+    /// Memory per node, e.g. 32G.
+    #[arg(long, requires = "slurm")]
+    mem: Option<String>,
+    /// Account to charge.
+    #[arg(long, requires = "slurm")]
+    account: Option<String>,
+    /// Quality of service.
+    #[arg(long, requires = "slurm")]
+    qos: Option<String>,
+    /// Run at most this many array tasks at once.
+    #[arg(long, requires = "slurm")]
+    max_parallel: Option<usize>,
+    /// Any other sbatch option, as one `#SBATCH` line each (repeatable), e.g.
+    /// --sbatch-arg=--constraint=a100.
+    #[arg(long = "sbatch-arg", value_name = "OPTION", allow_hyphen_values = true, requires = "slurm")]
+    sbatch_args: Vec<String>,
+    /// The itra binary the tasks run (default: this one; it must be on a file system the nodes see).
+    #[arg(long, requires = "slurm")]
+    itra_bin: Option<PathBuf>,
+    /// Write the batch script and its task list, but do not submit.
+    #[arg(long, requires = "slurm")]
+    no_submit: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// A plan (`--plan`'s JSON lines, or a Slurm submission's `tasks.jsonl`), a single plan line,
+    /// an ExperimentConfig as JSON, or a run's `config.json`.
+    #[arg(long)]
+    config: PathBuf,
+    /// Which run of a plan, from 0 (Slurm: `$SLURM_ARRAY_TASK_ID`).
+    #[arg(long)]
+    index: Option<usize>,
+    /// Root of the run directories (a plan's runs go under `<runs-dir>/<profile>/`, as with
+    /// `itra reproduce`).
+    #[arg(long, default_value = "runs")]
+    runs_dir: PathBuf,
+    /// Root of the results (a plan's finished runs are copied to `<results>/<profile>/runs/`).
+    #[arg(long, default_value = "results")]
+    results_dir: PathBuf,
+    /// Train on this device instead of the one planned (cpu, cuda:N, wgpu[:N], tch-cpu or tch-cuda:N).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Show the progress bar.
     #[arg(long)]
     progress: bool,
 }
@@ -288,7 +372,8 @@ fn main() -> Result<()> {
             let experiment = args.experiment()?;
             let run_dir = config::run_dir(&args.runs_dir, &experiment);
             println!("run {} -> {}", experiment.slug(), run_dir.display());
-            let summary = train(&experiment, &RunOptions { data_dir, run_dir, progress: !args.quiet })?;
+            let summary =
+                train(&experiment, &RunOptions { data_dir, run_dir, progress: !args.quiet, reuse_finished: false })?;
             if let Some(last) = summary.epochs.last() {
                 let unit = if matches!(experiment.model, ModelConfig::Text { .. }) { "seq/s" } else { "img/s" };
                 println!(
@@ -322,19 +407,140 @@ fn main() -> Result<()> {
                 }
             }
         }
-        Command::Reproduce(args) => {
-            let runner = Runner {
-                data_dir,
-                runs_dir: args.runs_dir.join(args.profile.name()),
-                results_dir: args.results_dir,
-                archive_dir: None,
-                seeds: args.seeds.unwrap_or_else(|| args.profile.default_seeds()),
-                device: args.device,
-                progress: args.progress,
-            };
-            let output = reproduce(&runner, args.target, args.profile)?;
-            println!("wrote {}", output.display());
+        Command::Reproduce(args) => reproduce_command(args, data_dir)?,
+        Command::Run(args) => run_command(&args, data_dir)?,
+    }
+    Ok(())
+}
+
+fn reproduce_command(args: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
+    let seeds = args.seeds.unwrap_or_else(|| args.profile.default_seeds());
+    let mut runner =
+        Runner::new(data_dir, args.runs_dir.join(args.profile.name()), args.results_dir.clone(), seeds, args.device);
+    runner.progress = args.progress;
+    let (target, profile) = (args.target, args.profile);
+    let again = |flag: &str| {
+        let mut line = format!("itra reproduce {} --profile {profile}", target.name());
+        if args.runs_dir != std::path::Path::new("runs") {
+            line.push_str(&format!(" --runs-dir {}", args.runs_dir.display()));
         }
+        if args.results_dir != std::path::Path::new("results") {
+            line.push_str(&format!(" --results-dir {}", args.results_dir.display()));
+        }
+        if args.seeds.is_some() {
+            line.push_str(&format!(" --seeds {seeds}"));
+        }
+        format!("{line} {flag}")
+    };
+    if args.plan {
+        let path =
+            args.plan_file.clone().unwrap_or_else(|| cluster::default_plan_path(&args.runs_dir, target, profile));
+        let runs = plan(&runner, target, profile)?;
+        let lines: Vec<_> = runs.iter().map(|run| cluster::PlanLine::new(target, profile, run)).collect();
+        cluster::write_plan(&path, &lines)?;
+        let finished = runs.iter().filter(|run| run.finished).count();
+        println!(
+            "\nplanned {} runs of {} ({profile} profile), {finished} already finished: {}",
+            lines.len(),
+            target.name(),
+            path.display()
+        );
+        println!("run one with: itra run --config {} --index N", path.display());
+        println!("then render:  {}", again("--collect"));
+        return Ok(());
+    }
+    if args.slurm {
+        let o = args.slurm_options;
+        let options = SlurmOptions {
+            partition: o.partition,
+            gres: o.gres,
+            time: o.time,
+            cpus_per_task: o.cpus_per_task,
+            mem: o.mem,
+            account: o.account,
+            qos: o.qos,
+            max_parallel: o.max_parallel,
+            extra: o.sbatch_args,
+            itra_bin: o.itra_bin,
+            no_submit: o.no_submit,
+        };
+        let Some(submission) = cluster::submit(&runner, target, profile, &args.runs_dir, &options)? else {
+            println!("\nevery run of {} has finished; nothing to submit. Rendering it:", target.name());
+            runner.mode = RunMode::FinishedOnly;
+            let output = reproduce(&runner, target, profile)?;
+            println!("wrote {}", output.display());
+            return Ok(());
+        };
+        println!();
+        for (slug, holder) in &submission.running {
+            println!("not submitted, {slug} is being trained now by {holder}");
+        }
+        match &submission.job_id {
+            Some(job) => println!(
+                "submitted job {job}: {} array tasks, one per unfinished run ({})\nlogs: {}/logs/\nwatch: squeue -j {job}",
+                submission.tasks.len(),
+                submission.script.display(),
+                submission.dir.display()
+            ),
+            None if submission.tasks.is_empty() => println!("nothing submitted: every unfinished run is being trained"),
+            None => println!(
+                "wrote {} ({} array tasks), not submitted: sbatch {}",
+                submission.script.display(),
+                submission.tasks.len(),
+                submission.script.display()
+            ),
+        }
+        println!("when it is done: {}", again("--collect"));
+        println!("after a failure or a preemption, `--slurm` again submits only the runs still unfinished");
+        return Ok(());
+    }
+    if args.collect {
+        runner.mode = RunMode::FinishedOnly;
+    }
+    let output = reproduce(&runner, target, profile)?;
+    println!("wrote {}", output.display());
+    Ok(())
+}
+
+fn run_command(args: &RunArgs, data_dir: PathBuf) -> Result<()> {
+    let request = cluster::read_request(&args.config, args.index)?;
+    let summary = match request {
+        RunRequest::Planned(line) => {
+            let mut runner = cluster::runner_for(&line, data_dir, &args.runs_dir, &args.results_dir, args.progress);
+            if let Some(device) = args.device {
+                runner.device = device;
+            }
+            println!(
+                "run {} ({} {} profile) -> {}",
+                line.slug,
+                line.target,
+                line.profile,
+                runner.run_dir(&line.config).display()
+            );
+            cluster::run_planned(&line, &runner)?
+        }
+        RunRequest::Config(config) => {
+            let mut runner = Runner::new(data_dir, args.runs_dir.clone(), args.results_dir.clone(), 1, config.device);
+            runner.progress = args.progress;
+            if let Some(device) = args.device {
+                runner.device = device;
+            }
+            println!("run {} -> {}", config.slug(), runner.run_dir(&config).display());
+            runner.run(&config)?.context("the runner trains in this mode")?
+        }
+    };
+    if let Some(last) = summary.epochs.last() {
+        println!(
+            "done: {} epochs, test accuracy {:.2}%  test CE {:.4}{}",
+            summary.epochs.len(),
+            last.test_accuracy,
+            last.test_ce,
+            if summary.resumed_from_epoch > 0 {
+                format!("  (resumed from epoch {})", summary.resumed_from_epoch)
+            } else {
+                String::new()
+            }
+        );
     }
     Ok(())
 }

@@ -41,7 +41,16 @@ pub struct RunOptions {
     pub data_dir: PathBuf,
     pub run_dir: PathBuf,
     pub progress: bool,
+    /// A run that turns out to have finished once its lock is taken (another process trained
+    /// it meanwhile) is not trained again: opening it fails with [`AlreadyFinished`]. The
+    /// experiment runner sets this; `itra train` trains again.
+    pub reuse_finished: bool,
 }
+
+/// The run had finished by the time this process held its lock.
+#[derive(Debug, thiserror::Error)]
+#[error("run {} has already finished", .0.run_dir.display())]
+pub struct AlreadyFinished(pub Box<RunSummary>);
 
 /// The training progress bar (hidden unless `show`), positioned at `start` of `total` steps.
 pub fn progress_bar(show: bool, total: usize, start: usize) -> ProgressBar {
@@ -299,8 +308,15 @@ impl RunFiles {
         for note in &lock.notes {
             eprintln!("note: {note}");
         }
-        recover_checkpoint_dirs(&run_dir)?;
         let config_hash = config.hash();
+        if options.reuse_finished
+            && let Ok(bytes) = fs::read(run_dir.join(files::RESULT))
+            && let Ok(summary) = serde_json::from_slice::<RunSummary>(&bytes)
+            && summary.config_hash == config_hash
+        {
+            return Err(AlreadyFinished(Box::new(summary)).into());
+        }
+        recover_checkpoint_dirs(&run_dir)?;
         let (checkpoint, optim) = load_checkpoint(&run_dir, &config_hash, model, optim)?;
         let history = checkpoint.as_ref().map(|state| state.history.clone()).unwrap_or_default();
         Provenance::new(config).write(&run_dir)?;
@@ -443,5 +459,44 @@ mod tests {
         let mut empty = CheckpointState { centers: None, center_initialized: None, ..state };
         let err = restore_objective(&mut center_objective(&device), run.path(), &mut empty, &device).unwrap_err();
         assert!(err.to_string().contains("holds no Center-loss centres"), "{err}");
+    }
+
+    #[test]
+    fn a_run_found_finished_under_its_lock_is_reused_only_when_asked() {
+        // Another process finished the run between the runner's look and its taking the lock.
+        let device = Device::flex().autodiff();
+        let run = tempfile::tempdir().unwrap();
+        let config =
+            crate::experiments::table1::config("fmnist", Method::ItraC, 0.6, crate::experiments::Profile::Smoke);
+        let finished = RunSummary {
+            config_hash: config.hash(),
+            run_dir: run.path().to_path_buf(),
+            epochs: Vec::new(),
+            peak_rss_mib: None,
+            resumed_from_epoch: 0,
+        };
+        write_atomic(&run.path().join(files::RESULT), &serde_json::to_vec(&finished).unwrap()).unwrap();
+        let optim = || {
+            crate::step::optimizer(
+                &crate::config::OptimizerConfig::Adam { lr: 1e-3, weight_decay: 0.0 },
+                crate::config::WeightDecayMode::Coupled,
+            )
+        };
+        let mut model = Tiny { w: Param::from_tensor(Tensor::zeros([2], &device)) };
+        let options = |reuse_finished| RunOptions {
+            data_dir: run.path().join("data"),
+            run_dir: run.path().to_path_buf(),
+            progress: false,
+            reuse_finished,
+        };
+        let err = RunFiles::open(&config, &options(true), &mut model, optim()).err().expect("refused to train again");
+        let found = err.downcast::<AlreadyFinished>().expect("an AlreadyFinished error");
+        assert_eq!(found.0.config_hash, config.hash());
+        assert!(!run.path().join(files::METRICS).exists(), "nothing of the run was rewritten");
+        // Another configuration's result does not count, and `itra train` trains again.
+        let mut other = config.clone();
+        other.seed = 9;
+        assert!(RunFiles::open(&other, &options(true), &mut model, optim()).is_ok());
+        assert!(RunFiles::open(&config, &options(false), &mut model, optim()).is_ok());
     }
 }

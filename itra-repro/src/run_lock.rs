@@ -280,6 +280,22 @@ impl Drop for RunLock {
     }
 }
 
+/// The process that holds `<run_dir>/lock` now, as far as its record tells: not released, its
+/// lease not run out, and (on this host) still alive. Only reads the record, never the file
+/// lock, so it cannot get in the way of a process that is taking the lock.
+pub fn live_holder(run_dir: &Path) -> Option<Holder> {
+    let mut file = File::open(run_dir.join(LOCK)).ok()?;
+    let holder = read_holder(&mut file)?;
+    (!holder.is_gone(unix_now(), &host_name())).then_some(holder)
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (age, _) = self.age(unix_now());
+        write!(f, "{}, lease renewed {age} s ago", self.describe())
+    }
+}
+
 fn busy_message(run_dir: &Path, holder: Option<&Holder>, now: u64) -> String {
     let who = match holder {
         Some(holder) => {

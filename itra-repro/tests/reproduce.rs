@@ -30,16 +30,14 @@ fn serial() -> MutexGuard<'static, ()> {
 }
 
 fn runner(root: &Path) -> Runner {
-    Runner {
-        // No real data: smoke runs only on generated data.
-        data_dir: root.join("data"),
-        runs_dir: root.join("runs"),
-        results_dir: root.join("results"),
-        archive_dir: None,
-        seeds: Profile::Smoke.default_seeds(),
-        device: DeviceSpec::Cpu,
-        progress: false,
-    }
+    // No real data: smoke runs only on generated data.
+    Runner::new(
+        root.join("data"),
+        root.join("runs"),
+        root.join("results"),
+        Profile::Smoke.default_seeds(),
+        DeviceSpec::Cpu,
+    )
 }
 
 fn settings() -> insta::Settings {

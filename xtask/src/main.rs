@@ -21,7 +21,8 @@ tasks:
   bench                 measure training throughput and write docs/benchmarks.md
 
 options are passed through to `itra reproduce`, e.g. --profile smoke|cpu|paper, --seeds N,
---device cpu|cuda:N, --check; `--features cuda` (before the others) picks the backend build.";
+--device cpu|cuda:N, --plan, --collect, --slurm [--partition P --gres gpu:1 --time T ...];
+`--features cuda` (before the others) picks the backend build.";
 
 fn main() -> ExitCode {
     match run() {

@@ -36,6 +36,9 @@ pub struct Figure1Data {
     pub model: String,
     pub panels: Vec<Panel>,
     pub verdict: Vec<String>,
+    /// The runs that had not finished when it was drawn (none for a complete figure).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 /// Mean over seeds of a per-epoch number, with the std band.
@@ -90,6 +93,11 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
     }
     let base_runs = runner.run_seeds(&baseline)?;
     let itra_runs = runner.run_seeds(&itra)?;
+    let pending: Vec<String> = base_runs.pending.iter().chain(&itra_runs.pending).cloned().collect();
+    let stem = out_dir.join("figure1");
+    if base_runs.runs.is_empty() || itra_runs.runs.is_empty() {
+        return super::not_drawn(&stem, "figure1", &pending);
+    }
     let labels = ["SGD (baseline)".to_owned(), format!("ITRA-c (λ = {})", itra.loss.lambda)];
 
     let distance = Panel {
@@ -139,15 +147,17 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
     ];
     let dataset = baseline.data.dataset.clone();
     let model = baseline.model.name();
-    let caption = vec![
+    let mut caption = vec![
         format!("Figure 1 ({profile} profile): {model} on {dataset}, {} seed(s), mean ± std.", runner.seeds),
         "Paper's claim: under SGD the same-class distance stabilises, while under ITRA it keeps decreasing, with \
          higher test accuracy and lower test CE."
             .to_owned(),
         format!("Ours: {}", verdict.join("; ")),
     ];
-    let data = Figure1Data { dataset, model, panels: vec![distance, accuracy, ce], verdict };
-    let stem = out_dir.join("figure1");
+    if !pending.is_empty() {
+        caption.push(super::incomplete_caption(&pending));
+    }
+    let data = Figure1Data { dataset, model, panels: vec![distance, accuracy, ce], verdict, pending };
     line_figure(&data.panels, &caption, &stem)?;
     write_atomic(&stem.with_extension("json"), &serde_json::to_vec_pretty(&data)?)?;
     println!("\nFigure 1 ({profile} profile): {}.png", stem.display());

@@ -21,12 +21,16 @@ pub struct Figure2Data {
     pub panels: Vec<Panel>,
     pub missing: Vec<String>,
     pub verdict: Vec<String>,
+    /// The runs that had not finished when it was drawn; their panels are left out.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<String>,
 }
 
 pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<PathBuf> {
     let mut panels = Vec::new();
     let mut missing = Vec::new();
     let mut verdict = Vec::new();
+    let mut pending = Vec::new();
     for dataset in table2::DATASETS {
         let configs: Vec<_> = LAMBDAS
             .iter()
@@ -40,11 +44,18 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
             missing.push(format!("{dataset}: {why}"));
             continue;
         }
+        let all_runs = configs.iter().map(|config| runner.run_seeds(config)).collect::<Result<Vec<_>>>()?;
+        let waiting: Vec<String> = all_runs.iter().flat_map(|runs| runs.pending.clone()).collect();
+        if !waiting.is_empty() {
+            println!("figure 2: {dataset} left out: {} run(s) have not finished", waiting.len());
+            missing.push(format!("{dataset}: {} run(s) have not finished", waiting.len()));
+            pending.extend(waiting);
+            continue;
+        }
         let mut series = Vec::new();
         let mut finals = Vec::new();
-        for (config, lambda) in configs.iter().zip(LAMBDAS) {
-            let runs = runner.run_seeds(config)?;
-            let (line, band) = per_epoch(&runs, |m| m.test_ce);
+        for (runs, lambda) in all_runs.iter().zip(LAMBDAS) {
+            let (line, band) = per_epoch(runs, |m| m.test_ce);
             finals.push((lambda, line.last().map_or(f64::NAN, |p| p.1)));
             let label = if lambda == 0.0 { "baseline".to_owned() } else { format!("ITRA-c λ = {lambda}") };
             series.push(Series::new(label, line).with_band(band));
@@ -65,19 +76,22 @@ pub fn reproduce(runner: &Runner, profile: Profile, out_dir: &Path) -> Result<Pa
         });
     }
     let stem = out_dir.join("figure2");
-    let data = Figure2Data { panels, missing, verdict };
+    let data = Figure2Data { panels, missing, verdict, pending };
     write_atomic(&stem.with_extension("json"), &serde_json::to_vec_pretty(&data)?)?;
     if data.panels.is_empty() {
         println!("figure 2: no dataset is present; nothing drawn (see {}.json)", stem.display());
         return Ok(stem.with_extension("json"));
     }
-    let caption = vec![
+    let mut caption = vec![
         format!("Figure 2 ({profile} profile): test loss of ResNet-18 for λ in {LAMBDAS:?}, {} seed(s).", runner.seeds),
         "Paper's claim: ITRA gives a clear gain in test CE over the baseline, and on STL-10 it curbs the \
          baseline's rising (overfitting) test loss as λ grows."
             .to_owned(),
         format!("Ours: {}", data.verdict.join("; ")),
     ];
+    if !data.pending.is_empty() {
+        caption.push(super::incomplete_caption(&data.pending));
+    }
     line_figure(&data.panels, &caption, &stem)?;
     println!("\nFigure 2 ({profile} profile): {}.png", stem.display());
     for line in &data.verdict {

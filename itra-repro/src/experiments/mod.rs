@@ -20,7 +20,7 @@ use crate::config::{
     AugmentationRecipe, DataConfig, ExperimentConfig, LossConfig, ModelConfig, OptimizerConfig, Schedule,
 };
 use crate::device::DeviceSpec;
-use crate::run_files::{RunOptions, RunSummary, files};
+use crate::run_files::{AlreadyFinished, RunOptions, RunSummary, files};
 
 pub mod figure1;
 pub mod figure2;
@@ -211,6 +211,63 @@ pub struct Runner {
     pub seeds: usize,
     pub device: DeviceSpec,
     pub progress: bool,
+    /// Whether runs that have not finished are trained here.
+    pub mode: RunMode,
+    /// Every run the target asked for, finished or not (shared by clones of this runner).
+    pub ledger: Ledger,
+}
+
+/// What the runner does with a run that has not finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RunMode {
+    /// Trains it (resuming it if it was interrupted).
+    #[default]
+    Train,
+    /// Trains nothing: targets use the finished runs only, and every other run is noted in the
+    /// ledger as pending (for `--plan`, `--slurm` and `--collect`).
+    FinishedOnly,
+}
+
+/// One run a target asked for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedRun {
+    /// The configuration, with its seed and the runner's device.
+    pub config: ExperimentConfig,
+    /// The target needs its weights (`model.bpk`), not only its numbers (Figure 3).
+    pub need_model: bool,
+    /// It had finished when the target asked for it.
+    pub finished: bool,
+}
+
+/// The runs a target asked for, in order, each once (a later request that needs the weights
+/// upgrades an earlier one).
+#[derive(Debug, Clone, Default)]
+pub struct Ledger(std::sync::Arc<std::sync::Mutex<Vec<PlannedRun>>>);
+
+impl Ledger {
+    fn record(&self, config: &ExperimentConfig, need_model: bool, finished: bool) {
+        let mut runs = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let hash = config.hash();
+        match runs.iter_mut().find(|run| run.config.hash() == hash) {
+            Some(run) => {
+                if need_model && !run.need_model {
+                    run.need_model = true;
+                    run.finished = finished;
+                }
+            }
+            None => runs.push(PlannedRun { config: config.clone(), need_model, finished }),
+        }
+    }
+
+    /// Every run asked for so far.
+    pub fn runs(&self) -> Vec<PlannedRun> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    }
+
+    /// The runs asked for that had not finished.
+    pub fn pending(&self) -> Vec<PlannedRun> {
+        self.runs().into_iter().filter(|run| !run.finished).collect()
+    }
 }
 
 /// The finished runs of one candidate configuration, one per seed.
@@ -218,6 +275,8 @@ pub struct Runner {
 pub struct CandidateRuns {
     pub config: ExperimentConfig,
     pub runs: Vec<RunSummary>,
+    /// The slugs of the seeds that have not finished ([`RunMode::FinishedOnly`] only).
+    pub pending: Vec<String>,
 }
 
 impl CandidateRuns {
@@ -251,47 +310,94 @@ impl Stat {
 /// A cell after running: the chosen candidate, or why it could not run.
 #[derive(Debug, Clone)]
 pub enum CellOutcome {
-    Done { chosen: CandidateRuns, candidates: usize },
+    Done {
+        chosen: CandidateRuns,
+        candidates: usize,
+    },
     Missing(String),
+    /// Some of its runs have not finished ([`RunMode::FinishedOnly`]): `finished` of `total`.
+    Pending {
+        finished: usize,
+        total: usize,
+    },
 }
 
 impl Runner {
+    /// A runner that trains what has not finished, with no archive and no progress bars.
+    pub fn new(data_dir: PathBuf, runs_dir: PathBuf, results_dir: PathBuf, seeds: usize, device: DeviceSpec) -> Self {
+        Runner {
+            data_dir,
+            runs_dir,
+            results_dir,
+            archive_dir: None,
+            seeds,
+            device,
+            progress: false,
+            mode: RunMode::Train,
+            ledger: Ledger::default(),
+        }
+    }
+
     /// The run directory of `config`.
     pub fn run_dir(&self, config: &ExperimentConfig) -> PathBuf {
         crate::config::run_dir(&self.runs_dir, config)
     }
 
     /// Runs `config` unless it already finished (here or in the archive); resumes it if it
-    /// was interrupted.
-    pub fn run(&self, config: &ExperimentConfig) -> Result<RunSummary> {
+    /// was interrupted. `None` when it has not finished and the mode trains nothing.
+    pub fn run(&self, config: &ExperimentConfig) -> Result<Option<RunSummary>> {
         self.run_inner(config, false)
     }
 
     /// As [`Runner::run`], but a run found only in the archive (which keeps no weights) is
     /// trained here, so that its `model.bpk` exists under [`Runner::run_dir`].
-    pub fn run_with_model(&self, config: &ExperimentConfig) -> Result<RunSummary> {
+    pub fn run_with_model(&self, config: &ExperimentConfig) -> Result<Option<RunSummary>> {
         self.run_inner(config, true)
     }
 
-    fn run_inner(&self, config: &ExperimentConfig, need_model: bool) -> Result<RunSummary> {
-        let mut config = config.clone();
-        config.device = self.device;
-        let run_dir = self.run_dir(&config);
+    /// The finished run of `config` (here, or in the archive unless the weights are needed).
+    fn finished_run(&self, config: &ExperimentConfig, need_model: bool) -> Result<Option<RunSummary>> {
+        let run_dir = self.run_dir(config);
         let hash = config.hash();
         if let Some(summary) = reusable(&run_dir, &hash)? {
             self.archive(&run_dir)?;
-            return Ok(summary);
+            return Ok(Some(summary));
         }
         if !need_model
             && let Some(archive) = &self.archive_dir
             && let Some(summary) = reusable(&archive.join(run_dir.file_name().unwrap_or_default()), &hash)?
         {
-            return Ok(summary);
+            return Ok(Some(summary));
         }
-        let options = RunOptions { data_dir: self.data_dir.clone(), run_dir: run_dir.clone(), progress: self.progress };
-        let summary = crate::train::train(&config, &options).with_context(|| format!("run {}", config.slug()))?;
+        Ok(None)
+    }
+
+    fn run_inner(&self, config: &ExperimentConfig, need_model: bool) -> Result<Option<RunSummary>> {
+        let mut config = config.clone();
+        config.device = self.device;
+        let found = self.finished_run(&config, need_model)?;
+        self.ledger.record(&config, need_model, found.is_some());
+        if found.is_some() || self.mode == RunMode::FinishedOnly {
+            return Ok(found);
+        }
+        let run_dir = self.run_dir(&config);
+        let options = RunOptions {
+            data_dir: self.data_dir.clone(),
+            run_dir: run_dir.clone(),
+            progress: self.progress,
+            reuse_finished: true,
+        };
+        let summary = match crate::train::train(&config, &options) {
+            Ok(summary) => summary,
+            // Another process (an array task given the same run) finished it first.
+            Err(err) if err.is::<AlreadyFinished>() => match err.downcast::<AlreadyFinished>() {
+                Ok(AlreadyFinished(summary)) => *summary,
+                Err(err) => return Err(err),
+            },
+            Err(err) => return Err(err.context(format!("run {}", config.slug()))),
+        };
         self.archive(&run_dir)?;
-        Ok(summary)
+        Ok(Some(summary))
     }
 
     /// Copies a finished run's small files into the archive, `result.json` last.
@@ -312,30 +418,46 @@ impl Runner {
 
     /// Runs every seed of a candidate.
     pub fn run_seeds(&self, config: &ExperimentConfig) -> Result<CandidateRuns> {
-        let runs = (0..self.seeds as u64)
-            .map(|seed| {
-                let mut config = config.clone();
-                config.seed = seed;
-                println!("  {}", config.slug());
-                self.run(&config)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(CandidateRuns { config: config.clone(), runs })
+        let mut runs = Vec::with_capacity(self.seeds);
+        let mut pending = Vec::new();
+        for seed in 0..self.seeds as u64 {
+            let mut config = config.clone();
+            config.seed = seed;
+            match self.run(&config)? {
+                Some(summary) => {
+                    println!("  {}", config.slug());
+                    runs.push(summary);
+                }
+                None => {
+                    println!("  {} (not finished)", config.slug());
+                    pending.push(config.slug());
+                }
+            }
+        }
+        Ok(CandidateRuns { config: config.clone(), runs, pending })
     }
 
     /// Runs every candidate of a cell and keeps the one with the best mean validation accuracy
-    /// (the first candidate wins ties; a single candidate needs no validation).
+    /// (the first candidate wins ties; a single candidate needs no validation). A cell with a
+    /// run that has not finished is pending, so that lambda is only ever chosen over all seeds
+    /// of all candidates.
     pub fn run_cell(&self, cell: &Cell) -> Result<CellOutcome> {
         if let Some(missing) = self.missing_data(&cell.candidates[0]) {
             return Ok(CellOutcome::Missing(missing));
         }
         let mut best: Option<(f64, CandidateRuns)> = None;
+        let (mut finished, mut total) = (0, 0);
         for candidate in &cell.candidates {
             let runs = self.run_seeds(candidate)?;
+            finished += runs.runs.len();
+            total += runs.runs.len() + runs.pending.len();
             let score = runs.final_stat(|m| m.val_accuracy).map_or(0.0, |s| s.mean);
             if best.as_ref().is_none_or(|(b, _)| score > *b) {
                 best = Some((score, runs));
             }
+        }
+        if finished < total {
+            return Ok(CellOutcome::Pending { finished, total });
         }
         let (_, chosen) = best.context("a cell has at least one candidate")?;
         Ok(CellOutcome::Done { chosen, candidates: cell.candidates.len() })
@@ -414,7 +536,7 @@ pub fn reproduce(runner: &Runner, target: Target, profile: Profile) -> Result<Pa
         runner.archive_dir = Some(out_dir.join("runs"));
     }
     let runner = &runner;
-    match target {
+    let output = match target {
         Target::Table(n) => {
             let grid = match n {
                 1 => table1::grid(profile),
@@ -432,7 +554,50 @@ pub fn reproduce(runner: &Runner, target: Target, profile: Profile) -> Result<Pa
         Target::Figure(2) => figure2::reproduce(runner, profile, &out_dir),
         Target::Figure(3) => figure3::reproduce(runner, profile, &out_dir),
         Target::Figure(_) => unreachable!("Target::ALL holds figures 1 to 3"),
+    }?;
+    let pending = runner.ledger.pending();
+    if runner.mode == RunMode::FinishedOnly && !pending.is_empty() {
+        println!(
+            "\n{} of {} runs have not finished; {} shows the finished ones only, marked incomplete:",
+            pending.len(),
+            runner.ledger.runs().len(),
+            output.display()
+        );
+        for run in &pending {
+            println!("  {} ({})", run.config.slug(), runner.run_dir(&run.config).display());
+        }
     }
+    Ok(output)
+}
+
+/// Every run `target` needs in `profile` (each seed its own run, with the runner's device), in
+/// the order the target asks for them, and whether each has finished (in the runs directory, or
+/// in the archive of committed runs). Trains nothing and renders nothing.
+pub fn plan(runner: &Runner, target: Target, profile: Profile) -> Result<Vec<PlannedRun>> {
+    let scratch = tempfile::tempdir().context("cannot create a scratch directory for the plan")?;
+    let mut runner = runner.clone();
+    runner.archive_dir =
+        Some(runner.archive_dir.clone().unwrap_or_else(|| runner.results_dir.join(profile.name()).join("runs")));
+    runner.results_dir = scratch.path().to_path_buf();
+    runner.mode = RunMode::FinishedOnly;
+    runner.ledger = Ledger::default();
+    reproduce(&runner, target, profile)?;
+    Ok(runner.ledger.runs())
+}
+
+/// Writes `<stem>.json` for a figure that cannot be drawn yet, naming the runs it waits for,
+/// and returns its path.
+fn not_drawn(stem: &Path, figure: &str, pending: &[String]) -> Result<PathBuf> {
+    let path = stem.with_extension("json");
+    let record = serde_json::json!({ "figure": figure, "drawn": false, "pending": pending });
+    crate::atomic::write_atomic(&path, &serde_json::to_vec_pretty(&record)?)?;
+    println!("{figure}: not drawn, {} run(s) have not finished (see {})", pending.len(), path.display());
+    Ok(path)
+}
+
+/// The caption line of a figure drawn from the finished runs only.
+fn incomplete_caption(pending: &[String]) -> String {
+    format!("INCOMPLETE: {} run(s) have not finished; drawn from the finished ones only.", pending.len())
 }
 
 /// Groups outcomes by (dataset, model), in first-seen order.

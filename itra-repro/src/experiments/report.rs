@@ -27,6 +27,8 @@ pub struct Row {
     pub paper: Option<PaperRow>,
     /// Why the cell did not run.
     pub missing: Option<String>,
+    /// How many of its runs had finished, of how many, when some had not.
+    pub pending: Option<(usize, usize)>,
     /// The model that actually ran, where it stands in for the paper's.
     pub stand_in: Option<String>,
 }
@@ -56,10 +58,12 @@ pub fn rows(table: u8, outcomes: &[(Cell, CellOutcome)]) -> Vec<Row> {
                 ce: None,
                 paper,
                 missing: None,
+                pending: None,
                 stand_in: None,
             };
             match outcome {
                 CellOutcome::Missing(why) => row.missing = Some(why.clone()),
+                CellOutcome::Pending { finished, total } => row.pending = Some((*finished, *total)),
                 CellOutcome::Done { chosen, candidates } => {
                     row.our_batch_size = Some(chosen.config.batch_size);
                     row.lambda = (cell.method != Method::Baseline).then_some((chosen.config.loss.lambda, *candidates));
@@ -109,6 +113,17 @@ pub fn markdown(grid: &Grid, rows: &[Row], seeds: usize, summary: &[String]) -> 
         "Test accuracy (%) and test cross-entropy, ours as mean ± std over {seeds} seed(s) at the last epoch, \
          beside the paper's. Δ = ours − paper. Revision {GIT_REVISION}.\n"
     );
+    let pending: Vec<&Row> = rows.iter().filter(|r| r.pending.is_some()).collect();
+    if !pending.is_empty() {
+        let (done, total) = pending.iter().filter_map(|r| r.pending).fold((0, 0), |a, p| (a.0 + p.0, a.1 + p.1));
+        let _ = writeln!(
+            out,
+            "**Incomplete: {} of {} cells have runs that have not finished ({done} of {total} of their runs \
+             finished); they read `pending`. Run the rest and collect again.**\n",
+            pending.len(),
+            rows.len()
+        );
+    }
     let bs = table == 3;
     let _ = writeln!(
         out,
@@ -145,6 +160,17 @@ pub fn markdown(grid: &Grid, rows: &[Row], seeds: usize, summary: &[String]) -> 
                 paper_value(row.paper.as_ref().and_then(|p| p.ce), 3),
             );
             let _ = why;
+            continue;
+        }
+        if let Some((done, total)) = row.pending {
+            let _ = writeln!(
+                out,
+                "| {} | {model} | {} |{batch} – | pending ({done}/{total} runs) | {} | – | pending | {} | – |",
+                row.dataset,
+                row.method,
+                paper_value(row.paper.as_ref().and_then(|p| p.accuracy), 2),
+                paper_value(row.paper.as_ref().and_then(|p| p.ce), 3),
+            );
             continue;
         }
         let paper_acc = row.paper.as_ref().and_then(|p| p.accuracy);
@@ -209,6 +235,10 @@ pub fn claims(rows: &[Row], profile: Profile) -> Vec<String> {
         };
         if itra.missing.is_some() || base.missing.is_some() {
             lines.push(format!("{label}: not run (data missing)"));
+            continue;
+        }
+        if itra.pending.is_some() || base.pending.is_some() {
+            lines.push(format!("{label}: pending (runs not finished)"));
             continue;
         }
         let verdict = |ours: Option<Stat>, base: Option<Stat>, higher_is_better: bool, places: usize| {
@@ -297,7 +327,11 @@ fn csv_text(rows: &[Row]) -> Result<String> {
             row.accuracy.map_or(String::new(), |s| s.n.to_string()),
             num(row.paper.as_ref().and_then(|p| p.accuracy)),
             num(row.paper.as_ref().and_then(|p| p.ce)),
-            row.missing.clone().unwrap_or_default(),
+            match (&row.missing, row.pending) {
+                (Some(why), _) => why.clone(),
+                (None, Some((done, total))) => format!("pending: {done} of {total} runs finished"),
+                (None, None) => String::new(),
+            },
         ])?;
     }
     Ok(String::from_utf8(writer.into_inner()?)?)
@@ -340,6 +374,7 @@ mod tests {
             ce: Some(ce),
             paper: None,
             missing: None,
+            pending: None,
             stand_in: None,
         }
     }
