@@ -85,6 +85,23 @@ pub struct BenchArgs {
     /// Internal: measure one `<model>/<method>` configuration in this process and print it.
     #[arg(long, hide = true)]
     pub one: Option<String>,
+    /// Time the real training epoch instead of the step: `itra train` on real data (the loader,
+    /// the step, Figure 1's probe, evaluation and the checkpoint), each part's share of the wall
+    /// time (`crate::bench_epoch`).
+    #[arg(long)]
+    pub epoch: bool,
+    /// `--epoch`: the dataset (fmnist, kmnist, cifar10, ...; it must be on disk).
+    #[arg(long, default_value = "fmnist")]
+    pub dataset: String,
+    /// `--epoch`: epochs per configuration; the last one is reported.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// `--epoch`: Figure 1's distance probe, inference (what `itra train` does) or off.
+    #[arg(long, default_value = "inference")]
+    pub distance_probe: DistanceProbe,
+    /// Internal: run one `<model>/<method>` real epoch in this process and print it.
+    #[arg(long, hide = true)]
+    pub one_epoch: Option<String>,
 }
 
 /// A method and, for ITRA and ITRA-c, where `S2`'s features come from.
@@ -123,7 +140,7 @@ impl FromStr for MethodCase {
 impl MethodCase {
     /// Model passes per `S1` image, in units of one forward: 3 for forward and backward of `S1`,
     /// plus 3 for `S2` with gradient, 1 for a detached `S2` forward, 0 for cached features.
-    fn passes(&self) -> f64 {
+    pub(crate) fn passes(&self) -> f64 {
         3.0 + match self.second_batch {
             Some(SecondBatchMode::Full) => 3.0,
             Some(SecondBatchMode::Detached) => 1.0,
@@ -180,9 +197,12 @@ pub struct Measurement {
     pub load_after: Option<f64>,
 }
 
-/// One line of `scripts/bench_torch.py`'s output.
+/// One line of `scripts/bench_torch.py`'s output (or, with `mode` `epoch`, of
+/// `scripts/bench_torch_epoch.py`'s).
 #[derive(Debug, Clone, Deserialize)]
 pub struct TorchMeasurement {
+    #[serde(default)]
+    pub mode: Option<String>,
     pub model: String,
     pub method: String,
     pub second_batch: Option<String>,
@@ -194,7 +214,7 @@ pub struct TorchMeasurement {
     pub threads: Option<usize>,
 }
 
-/// Runs `itra bench`.
+/// Runs `itra bench` (the step; `--epoch` is [`crate::bench_epoch::run`]).
 pub fn run(args: &BenchArgs) -> Result<()> {
     if let Some(one) = &args.one {
         let (model, case) = parse_one(one)?;
@@ -241,7 +261,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-fn parse_one(one: &str) -> Result<(Arch, MethodCase)> {
+pub(crate) fn parse_one(one: &str) -> Result<(Arch, MethodCase)> {
     let (model, case) = one.split_once('/').with_context(|| format!("`--one {one}`: expected <model>/<method>"))?;
     Ok((model.parse()?, case.parse().map_err(anyhow::Error::msg)?))
 }
@@ -416,14 +436,14 @@ fn sync(device: &Device) -> Result<()> {
     device.sync().map_err(|err| anyhow::anyhow!("device sync failed: {err:?}"))
 }
 
-fn median(values: &[f64]) -> f64 {
+pub(crate) fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
     if sorted.len() % 2 == 1 { sorted[mid] } else { 0.5 * (sorted[mid - 1] + sorted[mid]) }
 }
 
-fn read_torch(path: &Path) -> Result<Vec<TorchMeasurement>> {
+pub(crate) fn read_torch(path: &Path) -> Result<Vec<TorchMeasurement>> {
     let text = fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     text.lines()
         .enumerate()
@@ -437,9 +457,12 @@ fn read_torch(path: &Path) -> Result<Vec<TorchMeasurement>> {
 
 fn find_torch<'a>(torch: &'a [TorchMeasurement], m: &Measurement) -> Option<&'a TorchMeasurement> {
     let mode = m.case.second_batch.map(|mode| mode.name());
-    torch
-        .iter()
-        .find(|t| t.model == m.model.name() && t.method == m.case.method.name() && t.second_batch.as_deref() == mode)
+    torch.iter().find(|t| {
+        t.mode.as_deref().is_none_or(|mode| mode == "step")
+            && t.model == m.model.name()
+            && t.method == m.case.method.name()
+            && t.second_batch.as_deref() == mode
+    })
 }
 
 /// The generated Markdown: the table, the machine and the command.
@@ -539,21 +562,26 @@ fn render(
 /// Replaces the text between [`BEGIN_MARKER`] and [`END_MARKER`] in `path` (creating the file
 /// with just the markers if it does not exist). Written under a temporary name and renamed.
 fn write_between_markers(path: &Path, generated: &str) -> Result<()> {
+    write_between(path, BEGIN_MARKER, END_MARKER, generated)
+}
+
+/// Replaces the text between `begin` and `end` in `path`, as [`write_between_markers`].
+pub(crate) fn write_between(path: &Path, begin_marker: &str, end_marker: &str, generated: &str) -> Result<()> {
     let existing = match fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            format!("# Benchmarks\n\n{BEGIN_MARKER}\n{END_MARKER}\n")
+            format!("# Benchmarks\n\n{begin_marker}\n{end_marker}\n")
         }
         Err(err) => return Err(err).with_context(|| format!("cannot read {}", path.display())),
     };
-    let (Some(begin), Some(end)) = (existing.find(BEGIN_MARKER), existing.find(END_MARKER)) else {
-        bail!("{} lacks the markers `{BEGIN_MARKER}` and `{END_MARKER}`", path.display());
+    let (Some(begin), Some(end)) = (existing.find(begin_marker), existing.find(end_marker)) else {
+        bail!("{} lacks the markers `{begin_marker}` and `{end_marker}`", path.display());
     };
     if end < begin {
         bail!("{}: the end marker comes before the begin marker", path.display());
     }
     let updated = format!(
-        "{}{BEGIN_MARKER}\n{}{}",
+        "{}{begin_marker}\n{}{}",
         &existing[..begin],
         if generated.ends_with('\n') { generated.to_owned() } else { format!("{generated}\n") },
         &existing[end..]
@@ -563,14 +591,24 @@ fn write_between_markers(path: &Path, generated: &str) -> Result<()> {
 
 /// The CPU as `/proc/cpuinfo` names it, the usable cores and the vector extensions that matter
 /// for the kernels.
-struct Machine {
-    cpu: String,
-    cores: usize,
-    flags: Vec<&'static str>,
+pub(crate) struct Machine {
+    pub(crate) cpu: String,
+    pub(crate) cores: usize,
+    pub(crate) flags: Vec<&'static str>,
+    /// The clock `/proc/cpuinfo` reports, in GHz (under a hypervisor often the nominal one).
+    pub(crate) ghz: Option<f64>,
+    /// float32 FLOP per cycle and core: two FMA pipes of 8 lanes (AVX2), or of 16 where AVX-512
+    /// runs at full width (Intel, AMD Zen 5; Zen 4, CPU family 25, splits it into two halves).
+    pub(crate) flop_per_cycle: Option<f64>,
 }
 
 impl Machine {
-    fn detect() -> Self {
+    /// The estimated float32 peak of the available cores, GFLOP/s.
+    pub(crate) fn peak_gflops(&self) -> Option<f64> {
+        Some(self.cores as f64 * self.flop_per_cycle? * self.ghz?)
+    }
+
+    pub(crate) fn detect() -> Self {
         let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
         let field = |name: &str| {
             cpuinfo
@@ -582,28 +620,46 @@ impl Machine {
         let cpu = field("model name").unwrap_or_else(|| "unknown CPU".to_owned());
         let present = field("flags").unwrap_or_default();
         let present: Vec<&str> = present.split_whitespace().collect();
-        let flags = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"]
+        let flags: Vec<&'static str> = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile"]
             .into_iter()
             .filter(|f| present.contains(f))
             .collect();
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Machine { cpu, cores, flags }
+        let ghz = field("cpu MHz").and_then(|mhz| mhz.parse::<f64>().ok()).map(|mhz| mhz / 1000.0);
+        let amd_zen4_or_older = field("vendor_id").as_deref() == Some("AuthenticAMD")
+            && field("cpu family").and_then(|f| f.parse::<u32>().ok()).is_some_and(|family| family <= 25);
+        let flop_per_cycle = if flags.contains(&"avx512f") && !amd_zen4_or_older {
+            Some(64.0)
+        } else if flags.contains(&"avx2") && flags.contains(&"fma") {
+            Some(32.0)
+        } else {
+            None
+        };
+        Machine { cpu, cores, flags, ghz, flop_per_cycle }
     }
 }
 
 impl fmt::Display for Machine {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}, {} cores available, flags {}", self.cpu, self.cores, self.flags.join(" "))
+        write!(f, "{}, {} cores available, flags {}", self.cpu, self.cores, self.flags.join(" "))?;
+        if let (Some(peak), Some(ghz), Some(flop)) = (self.peak_gflops(), self.ghz, self.flop_per_cycle) {
+            write!(
+                f,
+                ", estimated float32 peak {peak:.0} GFLOP/s ({} x {flop:.0} FLOP/cycle x {ghz:.2} GHz)",
+                self.cores
+            )?;
+        }
+        Ok(())
     }
 }
 
 /// The one-minute load average, from `/proc/loadavg`.
-fn load_average() -> Option<f64> {
+pub(crate) fn load_average() -> Option<f64> {
     fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
 }
 
 /// The current UTC time as `YYYY-MM-DD HH:MM UTC`.
-fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let (days, rest) = ((seconds / 86_400) as i64, seconds % 86_400);
     // Howard Hinnant's days-to-civil.

@@ -7,6 +7,7 @@
 
 pub mod atomic;
 pub mod bench;
+pub mod bench_epoch;
 pub mod cluster;
 pub mod config;
 pub mod data_cli;

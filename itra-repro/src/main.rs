@@ -384,9 +384,15 @@ fn main() -> Result<()> {
                     summary.peak_rss_mib.map_or("n/a".to_owned(), |m| format!("{m:.0} MiB"))
                 );
             }
+            if let Some(timing) = summary.timing.last() {
+                println!("last epoch's time: {}", timing.shares());
+            }
         }
         Command::Data { command } => itra_repro::data_cli::run(&command, &data_dir)?,
         Command::Encode(args) => itra_repro::encode::run(&args, &data_dir)?,
+        Command::Bench(args) if args.epoch || args.one_epoch.is_some() => {
+            itra_repro::bench_epoch::run(&args, &data_dir)?
+        }
         Command::Bench(args) => itra_repro::bench::run(&args)?,
         Command::Models(args) => {
             let shape = args.input.as_deref().map(parse_shape).transpose()?;
@@ -475,18 +481,20 @@ fn reproduce_command(args: ReproduceArgs, data_dir: PathBuf) -> Result<()> {
         for (slug, holder) in &submission.running {
             println!("not submitted, {slug} is being trained now by {holder}");
         }
+        let tasks = match submission.tasks.len() {
+            1 => "1 array task".to_owned(),
+            n => format!("{n} array tasks"),
+        };
         match &submission.job_id {
             Some(job) => println!(
-                "submitted job {job}: {} array tasks, one per unfinished run ({})\nlogs: {}/logs/\nwatch: squeue -j {job}",
-                submission.tasks.len(),
+                "submitted job {job}: {tasks}, one per unfinished run ({})\nlogs: {}/logs/\nwatch: squeue -j {job}",
                 submission.script.display(),
                 submission.dir.display()
             ),
             None if submission.tasks.is_empty() => println!("nothing submitted: every unfinished run is being trained"),
             None => println!(
-                "wrote {} ({} array tasks), not submitted: sbatch {}",
+                "wrote {} ({tasks}), not submitted; submit it with: sbatch {}",
                 submission.script.display(),
-                submission.tasks.len(),
                 submission.script.display()
             ),
         }

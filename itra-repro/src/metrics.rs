@@ -49,6 +49,42 @@ pub struct EpochMetrics {
     pub feature_norm: Option<f64>,
 }
 
+/// Where an epoch's wall time went, for `itra bench --epoch` and the end of `itra train`. Not a
+/// number of the run: it is never written to the run's files. On an asynchronous device the
+/// parts are host time (a step's queued work may be waited for in a later part).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct EpochTiming {
+    /// Waiting for the loader's next batch (made ahead by its workers) and moving it to the
+    /// device.
+    pub load_seconds: f64,
+    /// The training steps: forwards, the objective, backward and the update, the probe excluded.
+    pub step_seconds: f64,
+    /// Figure 1's distance probe (its two batches made and forwarded).
+    pub probe_seconds: f64,
+    /// Validation and test evaluation.
+    pub eval_seconds: f64,
+    /// Writing the epoch's metrics line and checkpoint.
+    pub checkpoint_seconds: f64,
+    /// The whole epoch.
+    pub wall_seconds: f64,
+}
+
+impl EpochTiming {
+    /// The parts as `load 2%, step 88%, ...` of the wall time.
+    pub fn shares(&self) -> String {
+        let share = |part: f64| 100.0 * part / self.wall_seconds.max(1e-12);
+        format!(
+            "load {:.1}%, step {:.1}%, probe {:.1}%, eval {:.1}%, checkpoint {:.1}% of {:.1} s",
+            share(self.load_seconds),
+            share(self.step_seconds),
+            share(self.probe_seconds),
+            share(self.eval_seconds),
+            share(self.checkpoint_seconds),
+            self.wall_seconds
+        )
+    }
+}
+
 /// Figure 1's distance is measured on every this many-th step of an epoch, for every method
 /// alike, through the forward the run's `crate::config::DistanceProbe` names (the vision
 /// default: `S1` and `S2` through the inference copy of the model, so that measuring moves

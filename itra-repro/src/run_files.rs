@@ -33,6 +33,10 @@ pub struct RunSummary {
     pub peak_rss_mib: Option<f64>,
     /// The epoch this invocation resumed from (0 for a fresh start).
     pub resumed_from_epoch: usize,
+    /// Where the wall time of each epoch this invocation trained went (the vision loop's; not
+    /// written to `result.json`).
+    #[serde(skip)]
+    pub timing: Vec<crate::metrics::EpochTiming>,
 }
 
 /// Options that do not change a run's numbers.
@@ -372,6 +376,7 @@ impl RunFiles {
             epochs: self.history,
             peak_rss_mib: peak_rss_mib(),
             resumed_from_epoch: self.start_epoch,
+            timing: Vec::new(),
         };
         write_atomic(&self.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
         fs::remove_dir_all(self.run_dir.join(files::CHECKPOINT)).ok();
@@ -474,6 +479,7 @@ mod tests {
             epochs: Vec::new(),
             peak_rss_mib: None,
             resumed_from_epoch: 0,
+            timing: Vec::new(),
         };
         write_atomic(&run.path().join(files::RESULT), &serde_json::to_vec(&finished).unwrap()).unwrap();
         let optim = || {

@@ -136,7 +136,7 @@ impl RunLock {
             match file.try_lock() {
                 Ok(()) => {}
                 Err(fs::TryLockError::WouldBlock) => {
-                    let holder = read_holder(&mut file);
+                    let holder = read_flock_holder(&mut file);
                     bail!("{}", busy_message(run_dir, holder.as_ref(), unix_now()));
                 }
                 Err(fs::TryLockError::Error(err))
@@ -333,6 +333,20 @@ fn read_holder_settled(file: &mut File) -> Option<Holder> {
     None
 }
 
+/// The record of the process that holds the flock. It writes its record just after taking the
+/// flock, so a newcomer refused in between sees an empty file or the previous holder's released
+/// record: wait for the live record a little while, so that the refusal names the holder.
+fn read_flock_holder(file: &mut File) -> Option<Holder> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let holder = read_holder(file);
+        if holder.as_ref().is_some_and(|h| !h.released) || std::time::Instant::now() >= deadline {
+            return holder.filter(|h| !h.released);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn read_holder(file: &mut File) -> Option<Holder> {
     let mut text = String::new();
     file.seek(SeekFrom::Start(0)).ok()?;
@@ -412,6 +426,28 @@ mod tests {
             let again = RunLock::acquire_with(dir.path(), mode, LEASE).expect("free again once released");
             assert!(again.notes.is_empty(), "{mode:?}: a released lock is not a takeover: {:?}", again.notes);
         }
+    }
+
+    #[test]
+    fn a_newcomer_between_the_holders_flock_and_its_record_still_names_the_holder() {
+        // The previous holder released; the new one has the flock but writes its record 200 ms
+        // later (the window in which a second `itra run` once reported "holder unknown").
+        let dir = tempfile::tempdir().unwrap();
+        write_record(dir.path(), &record(&host_name(), 4242, 1, true));
+        let file = fs::OpenOptions::new().read(true).write(true).open(dir.path().join(LOCK)).unwrap();
+        file.try_lock().unwrap();
+        let late = record(&host_name(), std::process::id(), 0, false);
+        let writer = {
+            let dir = dir.path().to_owned();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                write_record(&dir, &late);
+            })
+        };
+        let err = RunLock::acquire_with(dir.path(), LockMode::Flock, LEASE).unwrap_err().to_string();
+        writer.join().unwrap();
+        assert!(err.contains(&format!("pid {} on host {}", std::process::id(), host_name())), "{err}");
+        drop(file);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! of an uninterrupted one. Batches come from the prefetching loader; the step is
 //! [`Trainer::step`].
 
+use std::cell::Cell;
 use std::path::Path;
 use std::time::Instant;
 
@@ -15,7 +16,7 @@ use itra_data::{Loader, LoaderOptions};
 use itra_models::{Arch, FeatureModel, VisionModel};
 
 use crate::config::ExperimentConfig;
-use crate::metrics::Sums;
+use crate::metrics::{EpochTiming, Sums};
 use crate::pipeline::{PairedSampler, Stream, init_seed, labelled, next_step, to_tensor};
 use crate::run_files::{RunFiles, RunOptions, RunSummary, announce, files, progress_bar, step_progress};
 use crate::step::{StepIndex, StepPlan, Trainer, objective, optimizer};
@@ -50,6 +51,7 @@ pub(crate) fn train_vision(config: &ExperimentConfig, arch: Arch, options: &RunO
     let test_pipeline = data.eval_pipeline(&data.test);
     let with_second = trainer.objective.second_forward() != SecondForward::None;
     let bar = progress_bar(options.progress, steps * config.epochs, start_epoch * steps);
+    let mut timings = Vec::new();
 
     for epoch in start_epoch..config.epochs {
         // Burn's own generator (dropout, if any) restarts from a per-epoch seed, so a resumed
@@ -59,40 +61,52 @@ pub(crate) fn train_vision(config: &ExperimentConfig, arch: Arch, options: &RunO
         let mut loader =
             Loader::new(pipeline.clone(), sampler.epoch_requests(epoch, with_second), epoch, LoaderOptions::default());
         let mut sums = Sums::default();
+        let mut timing = EpochTiming::default();
         let started = Instant::now();
         for step in 0..steps {
+            let loading = Instant::now();
             let (first_batch, second_batch) =
                 next_step(&mut loader, with_second).context("loading a training batch")?;
             let batch = PairBatch {
                 first: labelled(first_batch, &device),
                 second: second_batch.map(|second_batch| labelled(second_batch, &device)),
             };
+            timing.load_seconds += loading.elapsed().as_secs_f64();
+            let probe_seconds = Cell::new(0.0);
             // Figure 1's inference probe: this step's S1 and S2 (S2 drawn for every method)
             // through the inference copy of the model.
             let inference_probe = |model: &VisionModel| -> Result<DistanceStats> {
+                let probing = Instant::now();
                 let inference = model.valid();
                 let probe = |indices: &[usize], stream: Stream| {
                     pipeline.batch(indices, stream, epoch).map(|batch| to_tensor(batch, &eval_device))
                 };
                 let (images1, labels1) = probe(sampler.batch(&first_order, step), Stream::AugmentFirst)?;
                 let (images2, labels2) = probe(sampler.second_batch(&second_order, step), Stream::AugmentSecond)?;
-                Ok(DistanceStats::compute(
+                let stats = DistanceStats::compute(
                     inference.forward_features(images1),
                     &labels1,
                     inference.forward_features(images2),
                     &labels2,
-                )?)
+                );
+                probe_seconds.set(probing.elapsed().as_secs_f64());
+                Ok(stats?)
             };
+            let stepping = Instant::now();
             model = trainer.step(model, batch, StepIndex { epoch, step }, &mut sums, inference_probe)?;
+            timing.step_seconds += stepping.elapsed().as_secs_f64() - probe_seconds.get();
+            timing.probe_seconds += probe_seconds.get();
             step_progress(&bar, epoch, &sums, config.batch_size, started, "img");
         }
         let train_seconds = started.elapsed().as_secs_f64();
+        let evaluating = Instant::now();
         let inference = model.valid();
         let validation = validation_pipeline
             .as_ref()
             .map(|v| crate::vision_data::evaluate(&inference, v, &eval_device))
             .transpose()?;
         let (test_accuracy, test_ce) = crate::vision_data::evaluate(&inference, &test_pipeline, &eval_device)?;
+        timing.eval_seconds = evaluating.elapsed().as_secs_f64();
         let metrics = sums.finish(epoch, train_seconds, config.batch_size, validation, test_accuracy, test_ce);
         let line = format!(
             "epoch {:>3}: train loss {:.4}  test accuracy {:.2}%  test CE {:.4}  dead units {:.1}%  {:.0} img/s",
@@ -104,11 +118,17 @@ pub(crate) fn train_vision(config: &ExperimentConfig, arch: Arch, options: &RunO
             metrics.images_per_second
         );
         announce(&bar, line);
+        let recording = Instant::now();
         files.record(metrics, &trainer.objective, &model, &trainer.optim)?;
+        timing.checkpoint_seconds = recording.elapsed().as_secs_f64();
+        timing.wall_seconds = started.elapsed().as_secs_f64();
+        timings.push(timing);
     }
     bar.finish_and_clear();
 
-    files.finish(&model.valid())
+    let mut summary = files.finish(&model.valid())?;
+    summary.timing = timings;
+    Ok(summary)
 }
 
 /// Rebuilds a finished run's model from its `model.bpk`, on `device`.

@@ -18,8 +18,9 @@ fn text(output: &Output) -> String {
 }
 
 /// `itra` with the smoke paths under `root`.
-fn itra(root: &Path, args: &[&str]) -> Output {
-    let output = Command::new(env!("CARGO_BIN_EXE_itra"))
+fn command(root: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_itra"));
+    command
         .arg("--data-dir")
         .arg(root.join("data"))
         .args(args)
@@ -27,11 +28,17 @@ fn itra(root: &Path, args: &[&str]) -> Output {
         .arg(root.join("runs"))
         .arg("--results-dir")
         .arg(root.join("results"))
-        .env("RUST_BACKTRACE", "0")
-        .output()
-        .expect("the itra binary runs");
+        .env("RUST_BACKTRACE", "0");
+    command
+}
+
+fn succeeded(args: &[&str], output: Output) -> Output {
     assert!(output.status.success(), "itra {args:?} failed:\n{}", text(&output));
     output
+}
+
+fn itra(root: &Path, args: &[&str]) -> Output {
+    succeeded(args, command(root, args).output().expect("the itra binary runs"))
 }
 
 /// A Slurm command's output, or a failure that says what is missing.
@@ -116,9 +123,14 @@ fn a_smoke_grid_through_slurm_survives_a_cancelled_task_and_gives_the_local_tabl
         "no Slurm node is up: {nodes:?}"
     );
 
+    // The local reproduction, beside the cluster's (whose tasks run one at a time).
     let local = tempfile::tempdir().unwrap();
-    itra(local.path(), &["reproduce", "table1", "--profile", "smoke"]);
-    let expected = table(local.path());
+    let local_args = ["reproduce", "table1", "--profile", "smoke"];
+    let local_run = command(local.path(), &local_args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
 
     // Submit the grid, one task at a time, and cancel a task while its run is between its
     // first checkpoint and its end (the next one if a run finishes before the cancel lands).
@@ -173,7 +185,7 @@ fn a_smoke_grid_through_slurm_survives_a_cancelled_task_and_gives_the_local_tabl
 
     // Submitting again submits only the cancelled run, which resumes.
     let again = itra(root, &["reproduce", "table1", "--profile", "smoke", "--slurm"]);
-    assert!(text(&again).contains("submitted job") && text(&again).contains(": 1 array tasks"), "{}", text(&again));
+    assert!(text(&again).contains("submitted job") && text(&again).contains(": 1 array task,"), "{}", text(&again));
     let job = job_id(&again);
     let ended = wait_for(&job);
     assert_eq!(ended.len(), 1);
@@ -186,5 +198,6 @@ fn a_smoke_grid_through_slurm_survives_a_cancelled_task_and_gives_the_local_tabl
     let done = itra(root, &["reproduce", "table1", "--profile", "smoke", "--slurm"]);
     assert!(text(&done).contains("nothing to submit"), "{}", text(&done));
     itra(root, &["reproduce", "table1", "--profile", "smoke", "--collect"]);
-    assert_eq!(table(root), expected);
+    succeeded(&local_args, local_run.wait_with_output().unwrap());
+    assert_eq!(table(root), table(local.path()));
 }

@@ -463,21 +463,34 @@ impl Runner {
         Ok(CellOutcome::Done { chosen, candidates: cell.candidates.len() })
     }
 
-    /// `Some(explanation)` when the data a configuration needs is not on disk.
+    /// `Some(explanation)` when the data a configuration needs is not on disk. Looks only for
+    /// the files the registry lists for both splits (or an image folder's split directories),
+    /// decoding nothing: the run loads its data once, when it trains.
     pub fn missing_data(&self, config: &ExperimentConfig) -> Option<String> {
-        let id = &config.data.dataset;
-        match config.data.id() {
+        let dataset = match config.data.id() {
+            Ok(dataset) => dataset,
             Err(err) => return Some(err.to_string()),
-            Ok(crate::DatasetId::Synthetic(_) | crate::DatasetId::SyntheticText(_)) => return None,
-            Ok(_) => {}
-        }
-        let result = match config.model {
-            ModelConfig::Vision { .. } => itra_data::load_image_dataset(id, &self.data_dir, itra_data::Split::Test)
-                .map(|_| ())
-                .map_err(Into::into),
-            ModelConfig::Text { .. } => table4::check_text_data(config, &self.data_dir),
         };
-        result.err().map(|err: anyhow::Error| err.to_string())
+        let present = || -> Result<()> {
+            match &dataset {
+                crate::DatasetId::Synthetic(_) | crate::DatasetId::SyntheticText(_) => {}
+                crate::DatasetId::AgNewsTestSplit => {
+                    crate::text_train::ag_news_test_csv(&self.data_dir)?;
+                }
+                crate::DatasetId::Registry(spec) => {
+                    for split in [itra_data::Split::Test, itra_data::Split::Train] {
+                        itra_data::locate(spec, &self.data_dir, split)?;
+                    }
+                }
+                crate::DatasetId::Folder(root) => {
+                    for split in [itra_data::Split::Test, itra_data::Split::Train] {
+                        itra_data::folder::index_split(root, split)?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        present().err().map(|err| err.to_string())
     }
 }
 
@@ -612,4 +625,46 @@ pub fn by_group(outcomes: &[(Cell, CellOutcome)]) -> Vec<((String, String), Vec<
         groups.entry(key).or_default().push(entry);
     }
     order.into_iter().map(|key| (key.clone(), groups.remove(&key).unwrap_or_default())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runner(data_dir: &Path) -> Runner {
+        Runner::new(data_dir.to_path_buf(), data_dir.join("runs"), data_dir.join("results"), 1, DeviceSpec::Cpu)
+    }
+
+    #[test]
+    fn data_is_found_from_the_registrys_file_list_without_decoding_it() {
+        let data = tempfile::tempdir().unwrap();
+        let config = table1::config("kmnist", Method::Baseline, 0.0, Profile::Cpu);
+        let dir = data.path().join("kmnist");
+        std::fs::create_dir_all(&dir).unwrap();
+        // Every file of both splits, none of them an IDX file: present, and nothing read.
+        for name in ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", "train-images-idx3-ubyte.gz"] {
+            std::fs::write(dir.join(name), b"not an idx file").unwrap();
+        }
+        let missing = runner(data.path()).missing_data(&config).expect("the training labels are missing");
+        assert!(
+            missing.contains("kmnist train split not found") && missing.contains("train-labels-idx1-ubyte.gz"),
+            "{missing}"
+        );
+        std::fs::write(dir.join("train-labels-idx1-ubyte.gz"), b"not an idx file").unwrap();
+        assert_eq!(runner(data.path()).missing_data(&config), None);
+    }
+
+    #[test]
+    fn an_image_folder_needs_both_split_directories() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("pets");
+        std::fs::create_dir_all(root.join("train/cat")).unwrap();
+        let mut config = table1::config("kmnist", Method::Baseline, 0.0, Profile::Cpu);
+        config.data.dataset = format!("folder:{}", root.display());
+        config.model = ModelConfig::Vision { arch: Arch::ResNet18 };
+        let missing = runner(data.path()).missing_data(&config);
+        assert!(missing.is_some(), "no val/ split: {missing:?}");
+        std::fs::create_dir_all(root.join("val/cat")).unwrap();
+        assert_eq!(runner(data.path()).missing_data(&config), None);
+    }
 }

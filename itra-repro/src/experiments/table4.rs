@@ -1,8 +1,5 @@
 //! Table 4: fine-tuning pretrained text encoders on the four Zhang et al. (2015) text sets.
 
-use std::path::Path;
-
-use anyhow::Result;
 use itra_core::Method;
 
 use super::{Cell, Grid, Profile, Target, lambda_grid};
@@ -104,18 +101,6 @@ pub fn grid(profile: Profile) -> Grid {
             .to_owned(),
     }];
     Grid { target: Target::Table(4), profile, cells, notes, max_seeds: None }
-}
-
-/// Whether the text data of `config` is present, without loading a model.
-pub fn check_text_data(config: &ExperimentConfig, data_dir: &Path) -> Result<()> {
-    match config.data.id()? {
-        crate::DatasetId::SyntheticText(_) => Ok(()),
-        crate::DatasetId::AgNewsTestSplit => crate::text_train::ag_news_test_csv(data_dir).map(|_| ()),
-        dataset => {
-            itra_data::load_text_dataset(&dataset.to_string(), data_dir, itra_data::Split::Test)?;
-            Ok(())
-        }
-    }
 }
 
 #[cfg(test)]
