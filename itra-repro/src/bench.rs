@@ -207,6 +207,9 @@ pub struct TorchMeasurement {
     pub method: String,
     pub second_batch: Option<String>,
     pub images_per_second: f64,
+    /// The real epoch's training images over its whole time, evaluation included (epoch mode).
+    #[serde(default)]
+    pub epoch_images_per_second: Option<f64>,
     pub peak_rss_mib: Option<f64>,
     #[serde(default)]
     pub torch: Option<String>,

@@ -203,8 +203,10 @@ fn render(results: &[EpochMeasurement], torch: Option<&[TorchMeasurement]>, args
     let mut header = "| model | method | S2 | data | img/s (training) | img/s (epoch) | load | step | probe | eval | checkpoint | step GFLOP/s | of peak | test acc | peak RSS (MiB) | time × baseline |".to_owned();
     let mut rule = "|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|".to_owned();
     if torch.is_some() {
-        header.push_str(" PyTorch img/s (training) | PyTorch RSS (MiB) | ours / PyTorch |");
-        rule.push_str("--:|--:|--:|");
+        header.push_str(
+            " PyTorch img/s (training) | PyTorch img/s (epoch) | PyTorch RSS (MiB) | ours / PyTorch (training) | ours / PyTorch (epoch) |",
+        );
+        rule.push_str("--:|--:|--:|--:|--:|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
     for m in results {
@@ -238,13 +240,16 @@ fn render(results: &[EpochMeasurement], torch: Option<&[TorchMeasurement]>, args
                 Some(t) => {
                     let _ = write!(
                         out,
-                        " {:.0} | {} | {:.2} |",
+                        " {:.0} | {} | {} | {:.2} | {} |",
                         t.images_per_second,
+                        t.epoch_images_per_second.map_or("–".to_owned(), |e| format!("{e:.0}")),
                         t.peak_rss_mib.map_or("n/a".to_owned(), |r| format!("{r:.0}")),
-                        m.images_per_second / t.images_per_second
+                        m.images_per_second / t.images_per_second,
+                        t.epoch_images_per_second
+                            .map_or("–".to_owned(), |e| format!("{:.2}", m.epoch_images_per_second / e)),
                     );
                 }
-                None => out.push_str(" – | – | – |"),
+                None => out.push_str(" – | – | – | – | – |"),
             }
         }
         out.push('\n');
@@ -321,5 +326,51 @@ mod tests {
         let parts = t.load_seconds + t.step_seconds + t.probe_seconds + t.eval_seconds + t.checkpoint_seconds;
         assert!(parts <= t.wall_seconds && parts > 0.9 * t.wall_seconds, "the parts make up the epoch: {t:?}");
         assert!(m.images_per_second > m.epoch_images_per_second && m.step_gflops > 0.0, "{m:?}");
+    }
+
+    #[test]
+    fn the_table_compares_training_and_whole_epoch_rates_with_pytorchs_row() {
+        let args = Cli::parse_from(["bench", "--epoch", "--torch-json", "torch.jsonl"]).bench;
+        let timing = EpochTiming {
+            load_seconds: 1.0,
+            step_seconds: 40.0,
+            probe_seconds: 4.0,
+            eval_seconds: 4.0,
+            checkpoint_seconds: 1.0,
+            wall_seconds: 50.0,
+        };
+        let ours = EpochMeasurement {
+            model: Arch::SmallCnn,
+            case: "baseline".parse().unwrap(),
+            dataset: "fmnist".to_owned(),
+            backend: "burn-flex".to_owned(),
+            batch_size: 128,
+            epochs: 1,
+            distance_probe: DistanceProbe::Inference,
+            train_images: 60_000,
+            images_per_second: 1200.0,
+            epoch_images_per_second: 1200.0,
+            timing,
+            test_accuracy: 89.0,
+            macs_per_image: 4_600_000,
+            step_gflops: 40.0,
+            peak_rss_mib: Some(300.0),
+            load_before: None,
+            load_after: None,
+        };
+        let torch: Vec<TorchMeasurement> = serde_json::from_str::<Vec<_>>(
+            r#"[{"mode": "epoch", "model": "small-cnn", "method": "baseline", "second_batch": null,
+                 "images_per_second": 1600.0, "epoch_images_per_second": 800.0, "peak_rss_mib": 1400.0,
+                 "torch": "2.9.0", "threads": 2},
+                {"model": "small-cnn", "method": "baseline", "second_batch": null, "images_per_second": 9.0,
+                 "peak_rss_mib": null}]"#,
+        )
+        .unwrap();
+        let table = render(&[ours], Some(&torch), &args);
+        let row = table.lines().find(|l| l.starts_with("| small-cnn")).unwrap();
+        // Shares of the 50 s epoch; the step mode's line (no "mode") is not the epoch's twin.
+        assert!(row.contains("| 2.0% | 80.0% | 8.0% | 8.0% | 2.0% |"), "{row}");
+        assert!(row.ends_with("| 1600 | 800 | 1400 | 0.75 | 1.50 |"), "{row}");
+        assert!(table.contains("PyTorch 2.9.0, 2 threads"), "{table}");
     }
 }
