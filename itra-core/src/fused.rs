@@ -64,6 +64,7 @@ impl MmdPlan {
     }
 
     /// A group's contribution to the value, before `scale`.
+    #[cfg(feature = "flex")]
     fn term(&self, mmd_squared: f64) -> f64 {
         match self.matching {
             Matching::Mmd => mmd_squared.max(self.eps).sqrt(),
@@ -73,6 +74,7 @@ impl MmdPlan {
 
     /// `dL/dMMD^2_g` of a group: `scale / (2 MMD_g)` above the floor and 0 below it for
     /// [`Matching::Mmd`], `scale` for [`Matching::Mmd2`].
+    #[cfg(feature = "flex")]
     fn slope(&self, mmd_squared: f64) -> f64 {
         match self.matching {
             Matching::Mmd if mmd_squared >= self.eps => self.scale * 0.5 / mmd_squared.sqrt(),
