@@ -271,26 +271,36 @@ pub(crate) fn parse_one(one: &str) -> Result<(Arch, MethodCase)> {
 
 fn run_child(exe: &Path, args: &BenchArgs, model: Arch, case: MethodCase) -> Result<Measurement> {
     let schedule = args.schedule(model);
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .args(["bench", "--one", &format!("{model}/{case}")])
         .args(["--batch-size", &args.batch_size.to_string()])
         .args(["--steps", &schedule.steps.to_string()])
         .args(["--warmup", &schedule.warmup.to_string()])
         .args(["--repeats", &schedule.repeats.to_string()])
         .args(["--device", &args.device.to_string()])
-        .args(["--mmd-form", &args.mmd_form])
+        .args(["--mmd-form", &args.mmd_form]);
+    child_result(command, &format!("{model}/{case}"), RESULT_PREFIX)
+}
+
+/// Runs a benchmark child, its stderr passed through, and reads the one JSON result it prints
+/// on stdout after `prefix`.
+pub(crate) fn child_result<T: serde::de::DeserializeOwned>(
+    mut command: Command,
+    label: &str,
+    prefix: &str,
+) -> Result<T> {
+    let output = command
         .stderr(Stdio::inherit())
         .output()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
+        .with_context(|| format!("cannot run {}", command.get_program().to_string_lossy()))?;
     if !output.status.success() {
-        bail!("`{model}/{case}` failed ({})", output.status);
+        bail!("`{label}` failed ({})", output.status);
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(RESULT_PREFIX))
-        .with_context(|| format!("`{model}/{case}` printed no result"))?;
-    serde_json::from_str(line).with_context(|| format!("`{model}/{case}`: unreadable result"))
+    let line =
+        stdout.lines().find_map(|l| l.strip_prefix(prefix)).with_context(|| format!("`{label}` printed no result"))?;
+    serde_json::from_str(line).with_context(|| format!("`{label}`: unreadable result"))
 }
 
 /// The generated dataset a model is measured on, at its reference input shape.

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use itra_core::Method;
@@ -117,7 +117,8 @@ pub fn run(args: &BenchArgs, data_dir: &Path) -> Result<()> {
 }
 
 fn run_child(exe: &Path, args: &BenchArgs, data_dir: &Path, model: Arch, case: MethodCase) -> Result<EpochMeasurement> {
-    let output = Command::new(exe)
+    let mut command = Command::new(exe);
+    command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["bench", "--one-epoch", &format!("{model}/{case}")])
@@ -125,19 +126,8 @@ fn run_child(exe: &Path, args: &BenchArgs, data_dir: &Path, model: Arch, case: M
         .args(["--epochs", &args.epochs.to_string()])
         .args(["--batch-size", &args.batch_size.to_string()])
         .args(["--distance-probe", &args.distance_probe.to_string()])
-        .args(["--device", &args.device.to_string()])
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("cannot run {}", exe.display()))?;
-    if !output.status.success() {
-        bail!("`{model}/{case}` failed ({})", output.status);
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let line = stdout
-        .lines()
-        .find_map(|l| l.strip_prefix(RESULT_PREFIX))
-        .with_context(|| format!("`{model}/{case}` printed no result"))?;
-    serde_json::from_str(line).with_context(|| format!("`{model}/{case}`: unreadable result"))
+        .args(["--device", &args.device.to_string()]);
+    crate::bench::child_result(command, &format!("{model}/{case}"), RESULT_PREFIX)
 }
 
 /// Trains one configuration in this process into a scratch run directory.
