@@ -449,7 +449,7 @@ fn sync(device: &Device) -> Result<()> {
     device.sync().map_err(|err| anyhow::anyhow!("device sync failed: {err:?}"))
 }
 
-pub(crate) fn median(values: &[f64]) -> f64 {
+fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let mid = sorted.len() / 2;
@@ -468,13 +468,20 @@ pub(crate) fn read_torch(path: &Path) -> Result<Vec<TorchMeasurement>> {
         .collect()
 }
 
-fn find_torch<'a>(torch: &'a [TorchMeasurement], m: &Measurement) -> Option<&'a TorchMeasurement> {
-    let mode = m.case.second_batch.map(|mode| mode.name());
+/// PyTorch's line for `model` and `case` in `mode` (`step` or `epoch`; a line without a mode is
+/// `scripts/bench_torch.py`'s, a step).
+pub(crate) fn find_torch<'a>(
+    torch: &'a [TorchMeasurement],
+    mode: &str,
+    model: Arch,
+    case: MethodCase,
+) -> Option<&'a TorchMeasurement> {
+    let second_batch = case.second_batch.map(|second| second.name());
     torch.iter().find(|t| {
-        t.mode.as_deref().is_none_or(|mode| mode == "step")
-            && t.model == m.model.name()
-            && t.method == m.case.method.name()
-            && t.second_batch.as_deref() == mode
+        t.mode.as_deref().unwrap_or("step") == mode
+            && t.model == model.name()
+            && t.method == case.method.name()
+            && t.second_batch.as_deref() == second_batch
     })
 }
 
@@ -530,7 +537,7 @@ fn render(
             load(m.load_after),
         );
         if let Some(torch) = torch {
-            match find_torch(torch, m) {
+            match find_torch(torch, "step", m.model, m.case) {
                 Some(t) => {
                     let _ = write!(
                         out,
@@ -605,14 +612,14 @@ pub(crate) fn write_between(path: &Path, begin_marker: &str, end_marker: &str, g
 /// The CPU as `/proc/cpuinfo` names it, the usable cores and the vector extensions that matter
 /// for the kernels.
 pub(crate) struct Machine {
-    pub(crate) cpu: String,
-    pub(crate) cores: usize,
-    pub(crate) flags: Vec<&'static str>,
+    cpu: String,
+    cores: usize,
+    flags: Vec<&'static str>,
     /// The clock `/proc/cpuinfo` reports, in GHz (under a hypervisor often the nominal one).
-    pub(crate) ghz: Option<f64>,
+    ghz: Option<f64>,
     /// float32 FLOP per cycle and core: two FMA pipes of 8 lanes (AVX2), or of 16 where AVX-512
     /// runs at full width (Intel, AMD Zen 5; Zen 4, CPU family 25, splits it into two halves).
-    pub(crate) flop_per_cycle: Option<f64>,
+    flop_per_cycle: Option<f64>,
 }
 
 impl Machine {

@@ -17,7 +17,9 @@ use itra_core::Method;
 use itra_models::Arch;
 use serde::{Deserialize, Serialize};
 
-use crate::bench::{BenchArgs, Machine, MethodCase, TorchMeasurement, load_average, optimizer_config, parse_one};
+use crate::bench::{
+    BenchArgs, Machine, MethodCase, TorchMeasurement, find_torch, load_average, optimizer_config, parse_one,
+};
 use crate::config::{DataConfig, DistanceProbe, ExperimentConfig, LossConfig, ModelConfig, Schedule};
 use crate::metrics::EpochTiming;
 use crate::run_files::RunOptions;
@@ -147,7 +149,7 @@ fn measure(args: &BenchArgs, data_dir: &Path, model: Arch, case: MethodCase) -> 
         bail!("`{model}/{case}` trained no epoch");
     };
     let train_images = (last.images_per_second * last.train_seconds).round() as usize;
-    let shape = crate::vision_data::load(&config, data_dir)?.input_shape;
+    let shape = summary.input_shape.with_context(|| format!("`{model}/{case}` reported no input shape"))?;
     let macs_per_image = itra_models::describe(model, 10, shape)?.macs;
     Ok(EpochMeasurement {
         model,
@@ -169,16 +171,6 @@ fn measure(args: &BenchArgs, data_dir: &Path, model: Arch, case: MethodCase) -> 
         peak_rss_mib: summary.peak_rss_mib,
         load_before,
         load_after,
-    })
-}
-
-fn find_torch<'a>(torch: &'a [TorchMeasurement], m: &EpochMeasurement) -> Option<&'a TorchMeasurement> {
-    let mode = m.case.second_batch.map(|mode| mode.name());
-    torch.iter().find(|t| {
-        t.mode.as_deref() == Some("epoch")
-            && t.model == m.model.name()
-            && t.method == m.case.method.name()
-            && t.second_batch.as_deref() == mode
     })
 }
 
@@ -226,7 +218,7 @@ fn render(results: &[EpochMeasurement], torch: Option<&[TorchMeasurement]>, args
             baseline.map_or("–".to_owned(), |b| format!("{:.2}", b / m.images_per_second)),
         );
         if let Some(torch) = torch {
-            match find_torch(torch, m) {
+            match find_torch(torch, "epoch", m.model, m.case) {
                 Some(t) => {
                     let _ = write!(
                         out,

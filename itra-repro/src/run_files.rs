@@ -37,6 +37,10 @@ pub struct RunSummary {
     /// written to `result.json`).
     #[serde(skip)]
     pub timing: Vec<crate::metrics::EpochTiming>,
+    /// The model's input, channels x height x width, after augmentation (the vision loop's;
+    /// not written to `result.json`).
+    #[serde(skip)]
+    pub input_shape: Option<[usize; 3]>,
 }
 
 /// Options that do not change a run's numbers.
@@ -377,6 +381,7 @@ impl RunFiles {
             peak_rss_mib: peak_rss_mib(),
             resumed_from_epoch: self.start_epoch,
             timing: Vec::new(),
+            input_shape: None,
         };
         write_atomic(&self.run_dir.join(files::RESULT), &serde_json::to_vec_pretty(&summary)?)?;
         fs::remove_dir_all(self.run_dir.join(files::CHECKPOINT)).ok();
@@ -480,6 +485,7 @@ mod tests {
             peak_rss_mib: None,
             resumed_from_epoch: 0,
             timing: Vec::new(),
+            input_shape: None,
         };
         write_atomic(&run.path().join(files::RESULT), &serde_json::to_vec(&finished).unwrap()).unwrap();
         let optim = || {

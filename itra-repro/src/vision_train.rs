@@ -128,6 +128,7 @@ pub(crate) fn train_vision(config: &ExperimentConfig, arch: Arch, options: &RunO
 
     let mut summary = files.finish(&model.valid())?;
     summary.timing = timings;
+    summary.input_shape = Some(data.input_shape);
     Ok(summary)
 }
 
