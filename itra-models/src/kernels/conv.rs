@@ -6,6 +6,7 @@
 //! `Σ_n g_n · col_nᵀ` and the input gradient is `col2im(Wᵀ · g_n)`. No layout transposes.
 //! Depthwise convolutions (MobileNetV2) have direct per-plane kernels of their own.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::gemm::{MatRef, matmul};
@@ -78,7 +79,7 @@ fn valid_range(out: usize, input: usize, stride: usize, padding: usize, offset: 
 }
 
 /// Writes the column matrix of one image (`x`: `c_in * h * w`) into `col` (`col_rows * oh * ow`).
-#[inline(never)]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;
@@ -115,7 +116,7 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
 }
 
 /// Adds the column matrix `col` of one image back onto its pixels: `dx += col2im(col)`.
-#[inline(never)]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn col2im_add(g: &ConvGeometry, col: &[f32], dx: &mut [f32]) {
     let (oh, ow) = (g.out_h(), g.out_w());
     let p = oh * ow;

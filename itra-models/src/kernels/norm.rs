@@ -5,6 +5,7 @@
 //! The statistics are Burn's: the mean and the biased variance over `(batch, plane)`. Each
 //! plane is summed in sixteen `f32` lanes, the planes' sums in `f64`.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// The shape of one batch norm: `batch` samples of `channels` planes of `plane` values.
@@ -44,21 +45,38 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     acc.iter().map(|&a| f64::from(a)).sum::<f64>() + f64::from(tail)
 }
 
-/// `(Σ a_i b_i, Σ a_i)` over two slices, like [`lane_sum`].
-#[inline(never)]
-fn lane_dot_sum(a: &[f32], b: &[f32]) -> (f64, f64) {
+/// `Σ x_i` over one plane, by [`lane_sum`].
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn plane_sum(x: &[f32]) -> f64 {
+    lane_sum(x, |v| v)
+}
+
+/// `Σ (x_i - m)²` over one plane, by [`lane_sum`].
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn plane_centred_square_sum(x: &[f32], m: f32) -> f64 {
+    lane_sum(x, |v| (v - m) * (v - m))
+}
+
+/// `(Σ g'_i (x_i - m), Σ g'_i)` over one plane, `g'` the gradient gated by the forward output
+/// when `relu` (where the output was positive), in `LANES` `f32` accumulators like [`lane_sum`],
+/// in one pass with no temporary.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn gated_dot_sum(relu: bool, x: &[f32], output: &[f32], grad: &[f32], m: f32) -> (f64, f64) {
+    let gate = |y: f32, g: f32| if !relu || y > 0.0 { g } else { 0.0 };
     let mut dot = [0.0f32; LANES];
     let mut sum = [0.0f32; LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (cx, cy, cg) = (x.chunks_exact(LANES), output.chunks_exact(LANES), grad.chunks_exact(LANES));
     let (mut tail_dot, mut tail_sum) = (0.0f32, 0.0f32);
-    for (&x, &y) in ca.remainder().iter().zip(cb.remainder()) {
-        tail_dot += x * y;
-        tail_sum += x;
+    for ((&x, &y), &g) in cx.remainder().iter().zip(cy.remainder()).zip(cg.remainder()) {
+        let g = gate(y, g);
+        tail_dot += g * (x - m);
+        tail_sum += g;
     }
-    for (x, y) in ca.zip(cb) {
+    for ((x, y), g) in cx.zip(cy).zip(cg) {
         for i in 0..LANES {
-            dot[i] += x[i] * y[i];
-            sum[i] += x[i];
+            let g = gate(y[i], g[i]);
+            dot[i] += g * (x[i] - m);
+            sum[i] += g;
         }
     }
     let total = |acc: &[f32; LANES], tail: f32| acc.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail);
@@ -78,11 +96,11 @@ pub fn batch_norm_train_forward(
     let stats: Vec<(f64, f64)> = (0..g.channels)
         .into_par_iter()
         .map(|c| {
-            let mean = g.planes(x, c).map(|p| lane_sum(p, |v| v)).sum::<f64>() / g.count();
+            let mean = g.planes(x, c).map(plane_sum).sum::<f64>() / g.count();
             let m = mean as f32;
             // Two-pass variance around the f32 mean, corrected for its rounding.
             let shift = mean - f64::from(m);
-            let sq = g.planes(x, c).map(|p| lane_sum(p, |v| (v - m) * (v - m))).sum::<f64>() / g.count();
+            let sq = g.planes(x, c).map(|p| plane_centred_square_sum(p, m)).sum::<f64>() / g.count();
             (mean, (sq - shift * shift).max(0.0))
         })
         .collect();
@@ -106,7 +124,7 @@ pub fn batch_norm_train_forward(
 }
 
 /// `o = relu?(a x + b)` over one plane.
-#[inline(never)]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
     if relu {
         o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x * a + b).max(0.0));
@@ -117,7 +135,7 @@ fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
 
 /// `dx = k relu'(g) + (x - m) c2 + c1` over one plane.
 #[allow(clippy::too_many_arguments)]
-#[inline(never)]
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn input_gradient_plane(
     dx: &mut [f32],
     x: &[f32],
@@ -135,18 +153,6 @@ fn input_gradient_plane(
         for ((d, &xv), &gv) in dx.iter_mut().zip(x).zip(g) {
             *d = k * gv + (xv - m) * c2 + c1;
         }
-    }
-}
-
-/// The output gradient where the forward output was positive (with `relu`), else all of it.
-#[inline(always)]
-fn gate(relu: bool, output: &[f32], grad: &[f32], gated: &mut [f32]) {
-    if relu {
-        for ((d, &y), &g) in gated.iter_mut().zip(output).zip(grad) {
-            *d = if y > 0.0 { g } else { 0.0 };
-        }
-    } else {
-        gated.copy_from_slice(grad);
     }
 }
 
@@ -168,23 +174,15 @@ pub fn batch_norm_train_backward(
     // Per channel: Σ g' (dbeta) and Σ g' (x - mean) / std (dgamma), g' the gated gradient.
     let sums: Vec<(f64, f64)> = (0..g.channels)
         .into_par_iter()
-        .map_init(
-            || (vec![0.0f32; g.plane], vec![0.0f32; g.plane]),
-            |(gated, centred), c| {
-                let m = mean[c];
-                let (mut dot, mut sum) = (0.0f64, 0.0f64);
-                for ((xp, yp), gp) in g.planes(x, c).zip(g.planes(output, c)).zip(g.planes(grad, c)) {
-                    gate(relu, yp, gp, gated);
-                    for (d, &v) in centred.iter_mut().zip(xp) {
-                        *d = v - m;
-                    }
-                    let (d, s) = lane_dot_sum(gated, centred);
-                    dot += d;
-                    sum += s;
-                }
-                (dot * inv_std[c], sum)
-            },
-        )
+        .map(|c| {
+            let (mut dot, mut sum) = (0.0f64, 0.0f64);
+            for ((xp, yp), gp) in g.planes(x, c).zip(g.planes(output, c)).zip(g.planes(grad, c)) {
+                let (d, s) = gated_dot_sum(relu, xp, yp, gp, mean[c]);
+                dot += d;
+                sum += s;
+            }
+            (dot * inv_std[c], sum)
+        })
         .collect();
     let mut dx = vec![0.0f32; x.len()];
     if g.plane > 0 {

@@ -4,6 +4,7 @@
 //! The backward recomputes each window's arg-max from the input instead of keeping an index
 //! tensor: the first maximum in row-major window order, with NaN winning, as PyTorch's CPU kernel.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 /// The shape of one max pool: `planes` input planes of `h x w`.
@@ -70,50 +71,81 @@ fn arg_max(plane: &[f32], w: usize, (y0, y1): (usize, usize), (x0, x1): (usize, 
     best
 }
 
-/// Index (0..4) of the maximum of a 2x2 window `[a, b, c, d]` (row-major): the first maximum,
-/// the first NaN if there is one, as [`arg_max`]. Branch-free: on random data the comparisons of
-/// a branching version are mispredicted half the time.
+/// All ones where `keep`, else zero: a select by bit mask, which compiles to vector logic
+/// instead of the branches a data-dependent `if` becomes (mispredicted on random data).
 #[inline(always)]
-fn arg_max4(v: [f32; 4]) -> usize {
-    let m = v[0].max(v[1]).max(v[2].max(v[3]));
-    let mut equal = 0u32;
-    let mut nan = 0u32;
-    for (i, &x) in v.iter().enumerate() {
-        equal |= u32::from(x == m) << i;
-        nan |= u32::from(x.is_nan()) << i;
-    }
-    let bits = if nan != 0 { nan } else { equal };
-    bits.trailing_zeros() as usize
+fn mask(keep: bool) -> u32 {
+    0u32.wrapping_sub(u32::from(keep))
 }
 
-/// The 2x2 window of output `(oy, ox)` in a plane of width `w`.
+/// `if pick_later { later } else { earlier }`, branch-free.
 #[inline(always)]
-fn window4(plane: &[f32], w: usize, oy: usize, ox: usize) -> [f32; 4] {
-    let (top, bottom) = (&plane[2 * oy * w..][..w], &plane[(2 * oy + 1) * w..][..w]);
-    [top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]]
+fn select(pick_later: bool, earlier: f32, later: f32) -> f32 {
+    let m = mask(pick_later);
+    f32::from_bits((later.to_bits() & m) | (earlier.to_bits() & !m))
 }
 
-#[inline(never)]
+/// `value` where `keep`, else `+0.0`, branch-free.
+#[inline(always)]
+fn keep(keep: bool, value: f32) -> f32 {
+    f32::from_bits(value.to_bits() & mask(keep))
+}
+
+/// Whether `later`, which follows `earlier` in row-major window order, takes the maximum from it:
+/// strictly greater, or NaN where `earlier` is not. A tournament of this choice keeps the first
+/// maximum and the first NaN, as [`arg_max`].
+#[inline(always)]
+fn later_wins(earlier: f32, later: f32) -> bool {
+    !earlier.is_nan() & ((later > earlier) | later.is_nan())
+}
+
+/// The maximum of a 2x2 window `[a, b]` over `[c, d]`, and which of the four (row-major) won:
+/// `(value, right_of_its_pair, bottom_pair)`. Branch-free, so the 2x2 loops vectorise.
+#[inline(always)]
+fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, bool, bool, bool) {
+    let top_b = later_wins(a, b);
+    let top = select(top_b, a, b);
+    let bottom_d = later_wins(c, d);
+    let bottom = select(bottom_d, c, d);
+    let bottom_wins = later_wins(top, bottom);
+    (select(bottom_wins, top, bottom), top_b, bottom_d, bottom_wins)
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
-    for oy in 0..oh {
-        for ox in 0..ow {
-            let v = window4(plane, w, oy, ox);
-            out[oy * ow + ox] = v[arg_max4(v)];
+    for (oy, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
+        let top = &plane[2 * oy * w..][..2 * ow];
+        let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+        for ((o, t), b) in out.iter_mut().zip(top.chunks_exact(2)).zip(bottom.chunks_exact(2)) {
+            *o = max4(t[0], t[1], b[0], b[1]).0;
         }
     }
 }
 
-#[inline(never)]
+/// Writes the whole of the plane's `dx`: each window's gradient at its arg-max, zero elsewhere
+/// (windows do not overlap), and zero in the last row and column that floor mode leaves out.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
     for oy in 0..oh {
+        let top = &plane[2 * oy * w..][..2 * ow];
+        let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
+        let grad = &grad[oy * ow..][..ow];
+        let (dx_top, dx_bottom) = dx[2 * oy * w..][..2 * w].split_at_mut(w);
+        let (dx_top, top_rest) = dx_top.split_at_mut(2 * ow);
+        let (dx_bottom, bottom_rest) = dx_bottom.split_at_mut(2 * ow);
         for ox in 0..ow {
-            let at = arg_max4(window4(plane, w, oy, ox));
-            let g = grad[oy * ow + ox];
-            // Windows do not overlap: each input gets at most one output's gradient.
-            let (row, col) = (2 * oy + at / 2, 2 * ox + at % 2);
-            dx[row * w + col] = g;
+            let (a, b, c, d) = (top[2 * ox], top[2 * ox + 1], bottom[2 * ox], bottom[2 * ox + 1]);
+            let (_, right, bottom_pair, bottom_wins) = max4(a, b, c, d);
+            let g = grad[ox];
+            dx_top[2 * ox] = keep(!bottom_wins & !right, g);
+            dx_top[2 * ox + 1] = keep(!bottom_wins & right, g);
+            dx_bottom[2 * ox] = keep(bottom_wins & !bottom_pair, g);
+            dx_bottom[2 * ox + 1] = keep(bottom_wins & bottom_pair, g);
         }
+        top_rest.fill(0.0);
+        bottom_rest.fill(0.0);
     }
+    dx[2 * oh * w..].fill(0.0);
 }
 
 impl PoolGeometry {
@@ -237,6 +269,39 @@ mod tests {
                 assert!((a - b).abs() < 1e-6, "{g:?}: {a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn the_2x2_path_keeps_the_first_maximum_and_the_first_nan_of_every_window() {
+        // Values from {-0, 0, 1, NaN}: every pattern of ties, signed zeros and NaNs occurs.
+        let g = PoolGeometry { planes: 3, h: 9, w: 11, kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+        let n = g.planes * g.h * g.w;
+        let choices = [-0.0f32, 0.0, 1.0, f32::NAN];
+        let x: Vec<f32> =
+            crate::kernels::test_values(n, 41, 0.0, 4.0).iter().map(|&v| choices[v as usize % 4]).collect();
+        let grad = crate::kernels::test_values(g.planes * g.out_h() * g.out_w(), 42, 0.5, 1.5);
+        let (oh, ow) = (g.out_h(), g.out_w());
+        let mut want_dx = vec![0.0f32; n];
+        let mut want_out = Vec::new();
+        for p in 0..g.planes {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let at: Vec<usize> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                        .iter()
+                        .map(|(dy, dx)| (p * g.h + 2 * oy + dy) * g.w + 2 * ox + dx)
+                        .collect();
+                    let first_nan = at.iter().copied().find(|&i| x[i].is_nan());
+                    let max = at.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+                    let win = first_nan.unwrap_or_else(|| at.iter().copied().find(|&i| x[i] == max).unwrap());
+                    want_out.push(x[win]);
+                    want_dx[win] = grad[(p * oh + oy) * ow + ox];
+                }
+            }
+        }
+        let out = max_pool2d_forward(&g, &x);
+        let bits = |v: &[f32]| v.iter().map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() }).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&want_out));
+        assert_eq!(bits(&max_pool2d_backward(&g, &x, &grad)), bits(&want_dx));
     }
 
     #[test]
