@@ -54,6 +54,13 @@ pub fn max_pool_forward(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
     crate::kernels::max_pool2d(pool, x)
 }
 
+/// Applies `bn`, a ReLU and `pool` to `x` through [`crate::kernels::batch_norm_relu_max_pool2d`]:
+/// one fused operation on flex when training with a 2x2 pool, the three apart otherwise. The same
+/// numbers as [`max_pool_forward`] after [`batch_norm_forward`].
+pub fn batch_norm_relu_max_pool(bn: &BatchNorm, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    crate::kernels::batch_norm_relu_max_pool2d(bn, pool, x)
+}
+
 /// Batch norm with PyTorch's defaults (`eps = 1e-5`, momentum 0.1, weight 1, bias 0).
 pub fn batch_norm(num_features: usize, device: &Device) -> BatchNorm {
     BatchNormConfig::new(num_features).init(device)

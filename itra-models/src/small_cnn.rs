@@ -8,7 +8,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use crate::FeatureModel;
-use crate::layers::{batch_norm, batch_norm_forward, conv_forward, conv2d, linear, max_pool_forward};
+use crate::layers::{batch_norm, batch_norm_relu_max_pool, conv_forward, conv2d, linear};
 
 /// Side of the square input the flattened feature size is computed for.
 pub const INPUT_SIDE: usize = 28;
@@ -57,8 +57,8 @@ impl SmallCnn {
 
 impl FeatureModel for SmallCnn {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = max_pool_forward(&self.pool, batch_norm_forward(&self.bn1, conv_forward(&self.conv1, images), true));
-        let x = max_pool_forward(&self.pool, batch_norm_forward(&self.bn2, conv_forward(&self.conv2, x), true));
+        let x = batch_norm_relu_max_pool(&self.bn1, &self.pool, conv_forward(&self.conv1, images));
+        let x = batch_norm_relu_max_pool(&self.bn2, &self.pool, conv_forward(&self.conv2, x));
         relu(self.fc1.forward(x.flatten::<2>(1, 3)))
     }
 

@@ -95,6 +95,19 @@ fn im2col(g: &ConvGeometry, x: &[f32], col: &mut [f32]) {
                 let row = &mut col[((c * g.kh + ky) * g.kw + kx) * p..][..p];
                 row[..y_lo * ow].fill(0.0);
                 row[y_hi * ow..].fill(0.0);
+                if sh == 1 && sw == 1 && ow == g.w && y_lo < y_hi && x_lo < x_hi {
+                    // Rows as wide as the input (a "same" convolution): the tap's rows are one
+                    // shifted copy of the plane, and the columns past the left or right edge,
+                    // which that copy fills from the neighbouring row, are zeroed after it.
+                    let (first, last) = (y_lo * ow + x_lo, (y_hi - 1) * ow + x_hi);
+                    let src = (y_lo + ky * dh - ph) * g.w + x_lo + kx * dw - pw;
+                    row[first..last].copy_from_slice(&plane[src..src + (last - first)]);
+                    for dst in row[y_lo * ow..y_hi * ow].chunks_exact_mut(ow) {
+                        dst[..x_lo].fill(0.0);
+                        dst[x_hi..].fill(0.0);
+                    }
+                    continue;
+                }
                 for oy in y_lo..y_hi {
                     let iy = oy * sh + ky * dh - ph;
                     let src = &plane[iy * g.w..(iy + 1) * g.w];

@@ -15,6 +15,7 @@
 pub mod conv;
 mod gemm;
 pub mod norm;
+pub mod norm_pool;
 pub mod pool;
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -102,26 +103,59 @@ pub fn conv2d(x: Tensor<4>, weight: Tensor<4>, bias: Option<Tensor<1>>, options:
 /// update when training, the running statistics otherwise), followed by a ReLU when `relu` is set.
 /// Training on flex goes through the fused kernels of [`norm`].
 pub fn batch_norm(bn: &BatchNorm, x: Tensor<4>, relu: bool) -> Tensor<4> {
+    if !fused_batch_norm_applies(bn, &x) {
+        let out = bn.forward(x);
+        return if relu { burn::tensor::activation::relu(out) } else { out };
+    }
+    let (out, mean, variance) = dispatch::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu);
+    update_running_statistics(bn, mean, variance);
+    out
+}
+
+/// Whether [`batch_norm`] takes the fused kernels for `x` in `bn`.
+fn fused_batch_norm_applies(bn: &BatchNorm, x: &Tensor<4>) -> bool {
     let device = x.device();
-    let applies = device.is_autodiff()
+    device.is_autodiff()
         && bn.training.is_enabled()
         && own_kernel_enabled(Kernel::BatchNorm)
         && x.dtype() == DType::F32
         && bn.gamma.val().dtype() == DType::F32
         && x.dims()[1] == bn.gamma.dims()[0]
-        && itra_core::backend::is_flex(&device);
-    if !applies {
-        let out = bn.forward(x);
-        return if relu { burn::tensor::activation::relu(out) } else { out };
-    }
-    let (out, mean, variance) = dispatch::batch_norm_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon, relu);
-    // The running statistics exactly as burn-nn's `BatchNorm::forward_train` updates them.
+        && itra_core::backend::is_flex(&device)
+}
+
+/// The running statistics exactly as burn-nn's `BatchNorm::forward_train` updates them.
+fn update_running_statistics(bn: &BatchNorm, mean: Tensor<1>, variance: Tensor<1>) {
+    let device = mean.device();
     let running_mean = bn.running_mean.value_sync().to_device(&device);
     let running_var = bn.running_var.value_sync().to_device(&device);
     let running_mean = running_mean.mul_scalar(1.0 - bn.momentum).add(mean.detach().mul_scalar(bn.momentum));
     let running_var = running_var.mul_scalar(1.0 - bn.momentum).add(variance.detach().mul_scalar(bn.momentum));
     bn.running_mean.update(running_mean.detach());
     bn.running_var.update(running_var.detach());
+}
+
+/// `pool(relu(bn(x)))`, the same numbers as [`max_pool2d`] after [`batch_norm`] with its ReLU: in
+/// one fused operation ([`norm_pool`]) when both of those would take this crate's kernels in
+/// training and the pool is 2x2 with stride 2 and no padding; the two apart otherwise.
+pub fn batch_norm_relu_max_pool2d(bn: &BatchNorm, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
+    let unpadded = match pool.padding {
+        PaddingConfig2d::Valid => true,
+        PaddingConfig2d::Explicit(top, left, bottom, right) => top == 0 && left == 0 && bottom == 0 && right == 0,
+        _ => false,
+    };
+    let applies = fused_batch_norm_applies(bn, &x)
+        && own_kernel_enabled(Kernel::MaxPool2d)
+        && unpadded
+        && pool.kernel_size == [2, 2]
+        && pool.stride == [2, 2]
+        && pool.dilation == [1, 1]
+        && !pool.ceil_mode;
+    if !applies {
+        return max_pool2d(pool, batch_norm(bn, x, true));
+    }
+    let (out, mean, variance) = dispatch::batch_norm_relu_pool2x2_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
+    update_running_statistics(bn, mean, variance);
     out
 }
 
@@ -193,7 +227,7 @@ mod dispatch {
     use burn::tensor::ops::ConvOptions;
     use burn::tensor::{DType, TensorData};
 
-    use super::{conv, geometry, norm, pool};
+    use super::{conv, geometry, norm, norm_pool, pool};
 
     /// The operations this crate implements for a backend.
     #[backend_extension(Flex, Autodiff)]
@@ -233,6 +267,26 @@ mod dispatch {
             variance: FloatTensor<Self>,
             epsilon: f64,
             relu: bool,
+            grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        /// Batch norm with batch statistics, ReLU, then a 2x2 stride-2 max pool (floor mode):
+        /// `(pooled, mean, variance, scale_offset)`, the last `[2, channels]`, the normalisation's
+        /// `a` and `b` for the backward.
+        fn itra_batch_norm_relu_pool2x2_train(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
+        /// Its gradients `(x, gamma, beta)`, given the forward's statistics and `scale_offset`.
+        #[allow(clippy::too_many_arguments)]
+        fn itra_batch_norm_relu_pool2x2_train_backward(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            mean: FloatTensor<Self>,
+            variance: FloatTensor<Self>,
+            scale_offset: FloatTensor<Self>,
+            epsilon: f64,
             grad: FloatTensor<Self>,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
         /// 2-D max pooling, dilation 1, floor mode.
@@ -385,6 +439,53 @@ mod dispatch {
             )
         }
 
+        fn itra_batch_norm_relu_pool2x2_train(
+            x: FlexTensor,
+            gamma: FlexTensor,
+            beta: FlexTensor,
+            epsilon: f64,
+        ) -> (FlexTensor, FlexTensor, FlexTensor, FlexTensor) {
+            let g = norm_pool_geometry(&dims(&x));
+            let (out, mean, var, scale, offset) =
+                norm_pool::forward(&g, &dense(&x), &dense(&gamma), &dense(&beta), epsilon);
+            let channels = g.channels;
+            (
+                tensor(out, [g.batch, channels, g.out_h(), g.out_w()]),
+                FlexTensor::from_data(TensorData::new(mean, [channels])),
+                FlexTensor::from_data(TensorData::new(var, [channels])),
+                FlexTensor::from_data(TensorData::new([scale, offset].concat(), [2, channels])),
+            )
+        }
+
+        fn itra_batch_norm_relu_pool2x2_train_backward(
+            x: FlexTensor,
+            gamma: FlexTensor,
+            mean: FlexTensor,
+            variance: FlexTensor,
+            scale_offset: FlexTensor,
+            epsilon: f64,
+            grad: FlexTensor,
+        ) -> (FlexTensor, FlexTensor, FlexTensor) {
+            let shape = dims(&x);
+            let g = norm_pool_geometry(&shape);
+            let scale_offset = dense(&scale_offset);
+            let (dx, dgamma, dbeta) = norm_pool::backward(
+                &g,
+                &dense(&x),
+                &dense(&gamma),
+                &dense(&mean),
+                &dense(&variance),
+                scale_offset.split_at(g.channels),
+                epsilon,
+                &dense(&grad),
+            );
+            (
+                tensor(dx, shape),
+                FlexTensor::from_data(TensorData::new(dgamma, [g.channels])),
+                FlexTensor::from_data(TensorData::new(dbeta, [g.channels])),
+            )
+        }
+
         fn itra_max_pool2d(x: FlexTensor, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> FlexTensor {
             if x.dtype() != DType::F32 {
                 return <Flex as ModuleOps<Flex>>::max_pool2d(x, kernel, stride, padding, [1, 1], false);
@@ -456,6 +557,10 @@ mod dispatch {
         } else {
             ConvKind::Other
         }
+    }
+
+    fn norm_pool_geometry(dims: &[usize; 4]) -> norm_pool::NormPoolGeometry {
+        norm_pool::NormPoolGeometry { batch: dims[0], channels: dims[1], h: dims[2], w: dims[3] }
     }
 
     fn norm_geometry(shape: &[usize]) -> norm::NormGeometry {
@@ -613,6 +718,86 @@ mod dispatch {
             );
         }
 
+        fn itra_batch_norm_relu_pool2x2_train(
+            x: FloatTensor<Self>,
+            gamma: FloatTensor<Self>,
+            beta: FloatTensor<Self>,
+            epsilon: f64,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            #[derive(Debug)]
+            struct NormPoolBackward;
+
+            impl<B: Backend + ItraKernelOps> Backward<B, 3> for NormPoolBackward {
+                /// x, gamma (checkpointed), mean, variance, scale_offset, epsilon: no activation
+                /// besides the input is kept.
+                type State =
+                    (NodeId, NodeId, B::FloatTensorPrimitive, B::FloatTensorPrimitive, B::FloatTensorPrimitive, f64);
+
+                fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, checkpointer: &mut Checkpointer) {
+                    let [node_x, node_gamma, node_beta] = ops.parents;
+                    let grad = grads.consume::<B>(&ops.node);
+                    let (x_state, gamma_state, mean, variance, scale_offset, epsilon) = ops.state;
+                    let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
+                    let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
+                    let (dx, dgamma, dbeta) = B::itra_batch_norm_relu_pool2x2_train_backward(
+                        x,
+                        gamma,
+                        mean,
+                        variance,
+                        scale_offset,
+                        epsilon,
+                        grad,
+                    );
+                    if let Some(node) = node_x {
+                        grads.register::<B>(node.id, dx);
+                    }
+                    if let Some(node) = node_gamma {
+                        grads.register::<B>(node.id, dgamma);
+                    }
+                    if let Some(node) = node_beta {
+                        grads.register::<B>(node.id, dbeta);
+                    }
+                }
+            }
+
+            let inner = <Self as AutodiffBackend>::from_inner;
+            match NormPoolBackward.prepare::<C>([x.node(), gamma.node(), beta.node()]).compute_bound().stateful() {
+                OpsKind::Tracked(mut prep) => {
+                    let x_state = prep.checkpoint(&x);
+                    let gamma_state = prep.checkpoint(&gamma);
+                    let (out, mean, variance, scale_offset) = B::itra_batch_norm_relu_pool2x2_train(
+                        x.into_primitive(),
+                        gamma.into_primitive(),
+                        beta.into_primitive(),
+                        epsilon,
+                    );
+                    let state = (x_state, gamma_state, mean.clone(), variance.clone(), scale_offset.clone(), epsilon);
+                    (prep.finish(state, out), inner(mean), inner(variance), inner(scale_offset))
+                }
+                OpsKind::UnTracked(prep) => {
+                    let (out, mean, variance, scale_offset) = B::itra_batch_norm_relu_pool2x2_train(
+                        x.into_primitive(),
+                        gamma.into_primitive(),
+                        beta.into_primitive(),
+                        epsilon,
+                    );
+                    (prep.finish(out), inner(mean), inner(variance), inner(scale_offset))
+                }
+            }
+        }
+
+        fn itra_batch_norm_relu_pool2x2_train_backward(
+            _x: FloatTensor<Self>,
+            _gamma: FloatTensor<Self>,
+            _mean: FloatTensor<Self>,
+            _variance: FloatTensor<Self>,
+            _scale_offset: FloatTensor<Self>,
+            _epsilon: f64,
+            _grad: FloatTensor<Self>,
+        ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>) {
+            panic!("itra_batch_norm_relu_pool2x2_train_backward cannot be differentiated (as batch norm's backward)");
+        }
+
         fn itra_max_pool2d(
             x: FloatTensor<Self>,
             kernel: [usize; 2],
@@ -686,6 +871,23 @@ mod dispatch {
         (Tensor::from_dispatch(out), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
     }
 
+    /// `ItraKernelOps::itra_batch_norm_relu_pool2x2_train` on high-level tensors: `(pooled, mean,
+    /// variance)`.
+    pub(super) fn batch_norm_relu_pool2x2_train(
+        x: Tensor<4>,
+        gamma: Tensor<1>,
+        beta: Tensor<1>,
+        epsilon: f64,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        let (out, mean, variance, _) = <Dispatch as ItraKernelOps>::itra_batch_norm_relu_pool2x2_train(
+            x.into_dispatch(),
+            gamma.into_dispatch(),
+            beta.into_dispatch(),
+            epsilon,
+        );
+        (Tensor::from_dispatch(out), Tensor::from_dispatch(mean), Tensor::from_dispatch(variance))
+    }
+
     /// `ItraKernelOps::itra_max_pool2d` on high-level tensors.
     pub(super) fn max_pool2d(x: Tensor<4>, kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2]) -> Tensor<4> {
         Tensor::from_dispatch(<Dispatch as ItraKernelOps>::itra_max_pool2d(x.into_dispatch(), kernel, stride, padding))
@@ -719,6 +921,15 @@ mod dispatch {
         _padding: [usize; 2],
     ) -> Tensor<4> {
         unreachable!("`max_pool2d` routes here only on flex")
+    }
+
+    pub(super) fn batch_norm_relu_pool2x2_train(
+        _x: Tensor<4>,
+        _gamma: Tensor<1>,
+        _beta: Tensor<1>,
+        _epsilon: f64,
+    ) -> (Tensor<4>, Tensor<1>, Tensor<1>) {
+        unreachable!("`batch_norm_relu_max_pool2d` routes here only on flex")
     }
 }
 
@@ -915,6 +1126,60 @@ mod tests {
                 assert_close("running variance", &case, &ours.5, &burn.5);
             }
         }
+    }
+
+    /// The fused batch norm + ReLU + 2x2 pool against this crate's batch norm and pool apart, which
+    /// the tests above hold to Burn's: values, every gradient and the running statistics, bit for
+    /// bit, and the fused path is the one taken.
+    #[test]
+    fn batch_norm_relu_max_pool_equals_the_layers_apart() {
+        use burn::nn::BatchNormConfig;
+        use burn::nn::pool::MaxPool2dConfig;
+        let device = Device::flex().autodiff();
+        let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
+        for (batch, channels, h, w) in [(4, 3, 6, 8), (2, 2, 7, 5), (8, 32, 28, 28)] {
+            let case = format!("{batch}x{channels}x{h}x{w}");
+            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(-1.5, 1.5), &device);
+            let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
+            let layer = || {
+                let mut bn = BatchNormConfig::new(channels).init(&device);
+                bn.gamma = burn::module::Param::from_tensor(gamma.clone().require_grad());
+                bn.beta = burn::module::Param::from_tensor(beta.clone().require_grad());
+                bn
+            };
+            let (fused, apart) = (layer(), layer());
+            let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-2.0, 3.0), &device);
+            let r = Tensor::<4>::random([batch, channels, h / 2, w / 2], Distribution::Uniform(-1.0, 1.0), &device);
+            let run = |bn: &BatchNorm, together: bool| {
+                let x = x.clone().require_grad();
+                let out = if together {
+                    batch_norm_relu_max_pool2d(bn, &pool, x.clone())
+                } else {
+                    max_pool2d(&pool, batch_norm(bn, x.clone(), true))
+                };
+                let grads = (out.clone() * r.clone()).sum().backward();
+                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+                let v4 = |t: Tensor<4>| bits(t.into_data().try_to_vec::<f32>().expect("f32"));
+                let v1 = |t: Tensor<1>| bits(t.into_data().try_to_vec::<f32>().expect("f32"));
+                [
+                    v4(out),
+                    v4(x.grad(&grads).expect("x gradient")),
+                    v1(bn.gamma.grad(&grads).expect("gamma gradient")),
+                    v1(bn.beta.grad(&grads).expect("beta gradient")),
+                    v1(bn.running_mean.value_sync()),
+                    v1(bn.running_var.value_sync()),
+                ]
+            };
+            let (ours, theirs) = (run(&fused, true), run(&apart, false));
+            let names = ["output", "x gradient", "gamma gradient", "beta gradient", "running mean", "running variance"];
+            for ((name, a), b) in names.iter().zip(&ours).zip(&theirs) {
+                assert_eq!(a, b, "{name} of {case}");
+            }
+        }
+        // The comparison is of two paths: the fused one is taken for these layers on this device.
+        let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
+        let bn = BatchNormConfig::new(3).init(&device);
+        assert!(fused_batch_norm_applies(&bn, &x), "the fused kernels apply on flex with autodiff");
     }
 
     /// The max pool against burn-nn's `MaxPool2d::forward`: values and input gradients, for the

@@ -17,12 +17,12 @@ pub struct NormGeometry {
 }
 
 impl NormGeometry {
-    fn count(&self) -> f64 {
+    pub(super) fn count(&self) -> f64 {
         (self.batch * self.plane) as f64
     }
 
     /// The planes of channel `c`, one per sample.
-    fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+    pub(super) fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
         let (channels, plane) = (self.channels, self.plane);
         (0..self.batch).map(move |n| &data[(n * channels + c) * plane..(n * channels + c + 1) * plane])
     }
@@ -61,7 +61,7 @@ fn plane_centred_square_sum(x: &[f32], m: f32) -> f64 {
 /// when `relu` (where the output was positive), in `LANES` `f32` accumulators like [`lane_sum`],
 /// in one pass with no temporary.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn gated_dot_sum(relu: bool, x: &[f32], output: &[f32], grad: &[f32], m: f32) -> (f64, f64) {
+pub(super) fn gated_dot_sum(relu: bool, x: &[f32], output: &[f32], grad: &[f32], m: f32) -> (f64, f64) {
     let gate = |y: f32, g: f32| if !relu || y > 0.0 { g } else { 0.0 };
     let mut dot = [0.0f32; LANES];
     let mut sum = [0.0f32; LANES];
@@ -93,7 +93,21 @@ pub fn batch_norm_train_forward(
     epsilon: f64,
     relu: bool,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let stats: Vec<(f64, f64)> = (0..g.channels)
+    let stats = statistics(g, x);
+    let (scale, offset) = scale_offset(&stats, gamma, beta, epsilon);
+    let mut out = vec![0.0f32; x.len()];
+    if g.plane > 0 {
+        out.par_chunks_mut(g.plane).zip(x.par_chunks(g.plane)).enumerate().for_each(|(i, (o, x))| {
+            normalize_plane(o, x, scale[i % g.channels], offset[i % g.channels], relu);
+        });
+    }
+    let (mean, var) = rounded(&stats);
+    (out, mean, var)
+}
+
+/// Per channel, the batch mean and biased variance in `f64`.
+pub(super) fn statistics(g: &NormGeometry, x: &[f32]) -> Vec<(f64, f64)> {
+    (0..g.channels)
         .into_par_iter()
         .map(|c| {
             let mean = g.planes(x, c).map(plane_sum).sum::<f64>() / g.count();
@@ -103,29 +117,29 @@ pub fn batch_norm_train_forward(
             let sq = g.planes(x, c).map(|p| plane_centred_square_sum(p, m)).sum::<f64>() / g.count();
             (mean, (sq - shift * shift).max(0.0))
         })
-        .collect();
-    let (scale, offset): (Vec<f32>, Vec<f32>) = stats
+        .collect()
+}
+
+/// Per channel, `(a, b)` of the normalisation `a x + b`.
+pub(super) fn scale_offset(stats: &[(f64, f64)], gamma: &[f32], beta: &[f32], epsilon: f64) -> (Vec<f32>, Vec<f32>) {
+    stats
         .iter()
         .enumerate()
         .map(|(c, &(mean, var))| {
             let scale = f64::from(gamma[c]) / (var + epsilon).sqrt();
             (scale as f32, (f64::from(beta[c]) - mean * scale) as f32)
         })
-        .unzip();
-    let mut out = vec![0.0f32; x.len()];
-    if g.plane > 0 {
-        out.par_chunks_mut(g.plane).zip(x.par_chunks(g.plane)).enumerate().for_each(|(i, (o, x))| {
-            normalize_plane(o, x, scale[i % g.channels], offset[i % g.channels], relu);
-        });
-    }
-    let mean = stats.iter().map(|s| s.0 as f32).collect();
-    let var = stats.iter().map(|s| s.1 as f32).collect();
-    (out, mean, var)
+        .unzip()
+}
+
+/// The statistics as the `f32` mean and variance the forward returns.
+pub(super) fn rounded(stats: &[(f64, f64)]) -> (Vec<f32>, Vec<f32>) {
+    stats.iter().map(|&(mean, var)| (mean as f32, var as f32)).unzip()
 }
 
 /// `o = relu?(a x + b)` over one plane.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
+pub(super) fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
     if relu {
         o.iter_mut().zip(x).for_each(|(o, &x)| *o = (x * a + b).max(0.0));
     } else {
@@ -136,7 +150,7 @@ fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bool) {
 /// `dx = k relu'(g) + (x - m) c2 + c1` over one plane.
 #[allow(clippy::too_many_arguments)]
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn input_gradient_plane(
+pub(super) fn input_gradient_plane(
     dx: &mut [f32],
     x: &[f32],
     y: &[f32],
@@ -170,7 +184,7 @@ pub fn batch_norm_train_backward(
     relu: bool,
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
-    let inv_std: Vec<f64> = var.iter().map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt()).collect();
+    let inv_std = inverse_std(var, epsilon);
     // Per channel: Σ g' (dbeta) and Σ g' (x - mean) / std (dgamma), g' the gated gradient.
     let sums: Vec<(f64, f64)> = (0..g.channels)
         .into_par_iter()
@@ -186,26 +200,40 @@ pub fn batch_norm_train_backward(
         .collect();
     let mut dx = vec![0.0f32; x.len()];
     if g.plane > 0 {
-        let count = g.count();
-        // dx = k (g' - dbeta / N - x̂ dgamma / N), x̂ = (x - mean) s, k = gamma s:
-        // dx = k g' + (x - mean) c2 + c1.
-        let coefficients: Vec<(f32, f32, f32, f32)> = (0..g.channels)
-            .map(|c| {
-                let (dgamma, dbeta) = sums[c];
-                let s = inv_std[c];
-                let k = f64::from(gamma[c]) * s;
-                (k as f32, (-k * s * dgamma / count) as f32, (-k * dbeta / count) as f32, mean[c])
-            })
-            .collect();
+        let coefficients = input_gradient_coefficients(g, &sums, &inv_std, gamma, mean);
         dx.par_chunks_mut(g.plane).enumerate().for_each(|(i, dx)| {
             let offset = i * g.plane;
             let (xp, yp, gp) = (&x[offset..][..g.plane], &output[offset..][..g.plane], &grad[offset..][..g.plane]);
             input_gradient_plane(dx, xp, yp, gp, coefficients[i % g.channels], relu);
         });
     }
-    let dgamma = sums.iter().map(|s| s.0 as f32).collect();
-    let dbeta = sums.iter().map(|s| s.1 as f32).collect();
+    let (dgamma, dbeta) = rounded(&sums);
     (dx, dgamma, dbeta)
+}
+
+/// Per channel, `1 / sqrt(variance + epsilon)` from the forward's `f32` variance.
+pub(super) fn inverse_std(var: &[f32], epsilon: f64) -> Vec<f64> {
+    var.iter().map(|&v| 1.0 / (f64::from(v) + epsilon).sqrt()).collect()
+}
+
+/// Per channel, `(k, c2, c1, mean)` of `dx = k g' + (x - mean) c2 + c1`, from the sums
+/// `(dgamma, dbeta)`: `dx = k (g' - dbeta / N - x̂ dgamma / N)`, `x̂ = (x - mean) s`, `k = gamma s`.
+pub(super) fn input_gradient_coefficients(
+    g: &NormGeometry,
+    sums: &[(f64, f64)],
+    inv_std: &[f64],
+    gamma: &[f32],
+    mean: &[f32],
+) -> Vec<(f32, f32, f32, f32)> {
+    let count = g.count();
+    (0..g.channels)
+        .map(|c| {
+            let (dgamma, dbeta) = sums[c];
+            let s = inv_std[c];
+            let k = f64::from(gamma[c]) * s;
+            (k as f32, (-k * s * dgamma / count) as f32, (-k * dbeta / count) as f32, mean[c])
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -112,7 +112,7 @@ fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, bool, bool, bool) {
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
+pub(super) fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
     for (oy, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
         let top = &plane[2 * oy * w..][..2 * ow];
         let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
@@ -125,7 +125,7 @@ fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: u
 /// Writes the whole of the plane's `dx`: each window's gradient at its arg-max, zero elsewhere
 /// (windows do not overlap), and zero in the last row and column that floor mode leaves out.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
-fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
+pub(super) fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
     for oy in 0..oh {
         let top = &plane[2 * oy * w..][..2 * ow];
         let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
