@@ -150,8 +150,11 @@ pub fn batch_norm_relu_max_pool2d(bn: &BatchNorm, pool: &MaxPool2d, x: Tensor<4>
         && pool.kernel_size == [2, 2]
         && pool.stride == [2, 2]
         && pool.dilation == [1, 1]
-        && !pool.ceil_mode;
+        && !pool.ceil_mode
+        && x.dims()[2] >= 2
+        && x.dims()[3] >= 2;
     if !applies {
+        // Also a plane smaller than the window: the pool reports that in its own words.
         return max_pool2d(pool, batch_norm(bn, x, true));
     }
     let (out, mean, variance) = dispatch::batch_norm_relu_pool2x2_train(x, bn.gamma.val(), bn.beta.val(), bn.epsilon);
@@ -1076,24 +1079,48 @@ mod tests {
 
     /// The fused batch norm (+ReLU) against burn-nn's `BatchNorm::forward` (+ `relu`): output,
     /// the gradients of the input, gamma and beta, and the running statistics it leaves behind.
+    /// Two separate batch norms with the same parameters, gamma uniform in `gamma` and beta in
+    /// `[-0.5, 0.5)` (a clone would share its running statistics with the original).
+    fn twin_batch_norms(channels: usize, gamma: (f64, f64), device: &Device) -> (BatchNorm, BatchNorm) {
+        use burn::nn::BatchNormConfig;
+        let gamma = Tensor::<1>::random([channels], Distribution::Uniform(gamma.0, gamma.1), device);
+        let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), device);
+        let layer = || {
+            let mut bn = BatchNormConfig::new(channels).init(device);
+            bn.gamma = burn::module::Param::from_tensor(gamma.clone().require_grad());
+            bn.beta = burn::module::Param::from_tensor(beta.clone().require_grad());
+            bn
+        };
+        (layer(), layer())
+    }
+
+    /// What [`batch_norm_results`] returns, in order.
+    const BATCH_NORM_RESULTS: [&str; 6] =
+        ["output", "x gradient", "gamma gradient", "beta gradient", "running mean", "running variance"];
+
+    /// Backpropagates `Σ out ⊙ r` and reads back the output, the gradients of `x`, gamma and beta,
+    /// and `bn`'s running statistics.
+    fn batch_norm_results(bn: &BatchNorm, out: Tensor<4>, x: &Tensor<4>, r: &Tensor<4>) -> [Vec<f32>; 6] {
+        let grads = (out.clone() * r.clone()).sum().backward();
+        let v4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
+        let v1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().expect("f32");
+        [
+            v4(out),
+            v4(x.grad(&grads).expect("x gradient")),
+            v1(bn.gamma.grad(&grads).expect("gamma gradient")),
+            v1(bn.beta.grad(&grads).expect("beta gradient")),
+            v1(bn.running_mean.value_sync()),
+            v1(bn.running_var.value_sync()),
+        ]
+    }
+
     #[test]
     fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
-        use burn::nn::BatchNormConfig;
         let device = Device::flex().autodiff();
         for (batch, channels, h, w) in [(4, 3, 5, 7), (1, 2, 3, 3), (8, 5, 1, 1), (3, 4, 9, 2)] {
             for relu in [false, true] {
                 let case = format!("{batch}x{channels}x{h}x{w} relu={relu}");
-                let gamma = Tensor::<1>::random([channels], Distribution::Uniform(0.5, 1.5), &device);
-                let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
-                // Two separate layers with the same parameters (a clone would share its running
-                // statistics with the original).
-                let layer = || {
-                    let mut bn = BatchNormConfig::new(channels).init(&device);
-                    bn.gamma = burn::module::Param::from_tensor(gamma.clone().require_grad());
-                    bn.beta = burn::module::Param::from_tensor(beta.clone().require_grad());
-                    bn
-                };
-                let (bn, theirs) = (layer(), layer());
+                let (bn, theirs) = twin_batch_norms(channels, (0.5, 1.5), &device);
                 let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-2.0, 3.0), &device);
                 let r = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-1.0, 1.0), &device);
                 let run = |bn: &BatchNorm, ours: bool| {
@@ -1104,26 +1131,12 @@ mod tests {
                         let out = bn.forward(x.clone());
                         if relu { burn::tensor::activation::relu(out) } else { out }
                     };
-                    let grads = (out.clone() * r.clone()).sum().backward();
-                    let v4 = |t: Tensor<4>| t.into_data().try_to_vec::<f32>().expect("f32");
-                    let v1 = |t: Tensor<1>| t.into_data().try_to_vec::<f32>().expect("f32");
-                    (
-                        v4(out),
-                        v4(x.grad(&grads).expect("x gradient")),
-                        v1(bn.gamma.grad(&grads).expect("gamma gradient")),
-                        v1(bn.beta.grad(&grads).expect("beta gradient")),
-                        v1(bn.running_mean.value_sync()),
-                        v1(bn.running_var.value_sync()),
-                    )
+                    batch_norm_results(bn, out, &x, &r)
                 };
-                let ours = run(&bn, true);
-                let burn = run(&theirs, false);
-                assert_close("output", &case, &ours.0, &burn.0);
-                assert_close("x gradient", &case, &ours.1, &burn.1);
-                assert_close("gamma gradient", &case, &ours.2, &burn.2);
-                assert_close("beta gradient", &case, &ours.3, &burn.3);
-                assert_close("running mean", &case, &ours.4, &burn.4);
-                assert_close("running variance", &case, &ours.5, &burn.5);
+                let (ours, burn) = (run(&bn, true), run(&theirs, false));
+                for ((name, a), b) in BATCH_NORM_RESULTS.iter().zip(&ours).zip(&burn) {
+                    assert_close(name, &case, a, b);
+                }
             }
         }
     }
@@ -1133,21 +1146,12 @@ mod tests {
     /// bit, and the fused path is the one taken.
     #[test]
     fn batch_norm_relu_max_pool_equals_the_layers_apart() {
-        use burn::nn::BatchNormConfig;
         use burn::nn::pool::MaxPool2dConfig;
         let device = Device::flex().autodiff();
         let pool = MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init();
         for (batch, channels, h, w) in [(4, 3, 6, 8), (2, 2, 7, 5), (8, 32, 28, 28)] {
             let case = format!("{batch}x{channels}x{h}x{w}");
-            let gamma = Tensor::<1>::random([channels], Distribution::Uniform(-1.5, 1.5), &device);
-            let beta = Tensor::<1>::random([channels], Distribution::Uniform(-0.5, 0.5), &device);
-            let layer = || {
-                let mut bn = BatchNormConfig::new(channels).init(&device);
-                bn.gamma = burn::module::Param::from_tensor(gamma.clone().require_grad());
-                bn.beta = burn::module::Param::from_tensor(beta.clone().require_grad());
-                bn
-            };
-            let (fused, apart) = (layer(), layer());
+            let (fused, apart) = twin_batch_norms(channels, (-1.5, 1.5), &device);
             let x = Tensor::<4>::random([batch, channels, h, w], Distribution::Uniform(-2.0, 3.0), &device);
             let r = Tensor::<4>::random([batch, channels, h / 2, w / 2], Distribution::Uniform(-1.0, 1.0), &device);
             let run = |bn: &BatchNorm, together: bool| {
@@ -1157,28 +1161,17 @@ mod tests {
                 } else {
                     max_pool2d(&pool, batch_norm(bn, x.clone(), true))
                 };
-                let grads = (out.clone() * r.clone()).sum().backward();
-                let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-                let v4 = |t: Tensor<4>| bits(t.into_data().try_to_vec::<f32>().expect("f32"));
-                let v1 = |t: Tensor<1>| bits(t.into_data().try_to_vec::<f32>().expect("f32"));
-                [
-                    v4(out),
-                    v4(x.grad(&grads).expect("x gradient")),
-                    v1(bn.gamma.grad(&grads).expect("gamma gradient")),
-                    v1(bn.beta.grad(&grads).expect("beta gradient")),
-                    v1(bn.running_mean.value_sync()),
-                    v1(bn.running_var.value_sync()),
-                ]
+                batch_norm_results(bn, out, &x, &r)
             };
             let (ours, theirs) = (run(&fused, true), run(&apart, false));
-            let names = ["output", "x gradient", "gamma gradient", "beta gradient", "running mean", "running variance"];
-            for ((name, a), b) in names.iter().zip(&ours).zip(&theirs) {
-                assert_eq!(a, b, "{name} of {case}");
+            let bits = |v: &Vec<f32>| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+            for ((name, a), b) in BATCH_NORM_RESULTS.iter().zip(&ours).zip(&theirs) {
+                assert_eq!(bits(a), bits(b), "{name} of {case}");
             }
         }
         // The comparison is of two paths: the fused one is taken for these layers on this device.
         let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
-        let bn = BatchNormConfig::new(3).init(&device);
+        let bn = burn::nn::BatchNormConfig::new(3).init(&device);
         assert!(fused_batch_norm_applies(&bn, &x), "the fused kernels apply on flex with autodiff");
     }
 

@@ -158,9 +158,10 @@ mod tests {
 
     #[test]
     fn fused_equals_batch_norm_then_pool_bit_for_bit() {
-        // Even and odd sides (floor mode drops the last row or column), one-pixel planes, a
+        // Even and odd sides (floor mode drops the last row or column), one-window planes, a
         // negative gamma (which turns the pool's arg-max around) and ties at the ReLU's zero.
-        let cases = [(3, 2, 8, 6), (2, 3, 7, 9), (1, 2, 1, 3), (4, 1, 2, 2), (2, 5, 28, 28)];
+        let cases = [(3, 2, 8, 6), (2, 3, 7, 9), (1, 2, 2, 3), (4, 1, 2, 2), (2, 5, 28, 28)];
+        let (mut positive, mut zero) = (false, false);
         for (case, &(batch, channels, h, w)) in cases.iter().enumerate() {
             let g = NormPoolGeometry { batch, channels, h, w };
             let seed = 10 * case as u64;
@@ -182,8 +183,10 @@ mod tests {
             ] {
                 assert_eq!(bits(fused), bits(alone), "{what} of {g:?}");
             }
-            // The case is not vacuous: some windows pool a positive value, some a ReLU zero.
-            assert!(pooled.iter().any(|&v| v > 0.0) && pooled.iter().any(|&v| v == 0.0) || pooled.is_empty(), "{g:?}");
+            positive |= pooled.iter().any(|&v| v > 0.0);
+            zero |= pooled.iter().any(|&v| v == 0.0);
         }
+        // Not vacuous: some windows pooled a positive value and some a ReLU zero.
+        assert!(positive && zero);
     }
 }
