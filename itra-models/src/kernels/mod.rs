@@ -570,6 +570,19 @@ mod dispatch {
         norm::NormGeometry { batch: shape[0], channels: shape[1], plane: shape[2..].iter().product() }
     }
 
+    /// Registers each gradient for its parent, where that parent tracks gradients (`Some` id).
+    fn register_gradients<B: Backend, const N: usize>(
+        grads: &mut Gradients,
+        parents: [Option<NodeId>; N],
+        gradients: [B::FloatTensorPrimitive; N],
+    ) {
+        for (parent, gradient) in parents.into_iter().zip(gradients) {
+            if let Some(id) = parent {
+                grads.register::<B>(id, gradient);
+            }
+        }
+    }
+
     impl<B: Backend + ItraKernelOps, C: CheckpointStrategy> ItraKernelOps for Autodiff<B, C> {
         fn itra_conv2d(x: FloatTensor<Self>, weight: FloatTensor<Self>, options: ConvOptions<2>) -> FloatTensor<Self> {
             #[derive(Debug)]
@@ -660,15 +673,8 @@ mod dispatch {
                     let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
                     let (dx, dgamma, dbeta) =
                         B::itra_batch_norm_train_backward(x, output, gamma, mean, variance, epsilon, relu, grad);
-                    if let Some(node) = node_x {
-                        grads.register::<B>(node.id, dx);
-                    }
-                    if let Some(node) = node_gamma {
-                        grads.register::<B>(node.id, dgamma);
-                    }
-                    if let Some(node) = node_beta {
-                        grads.register::<B>(node.id, dbeta);
-                    }
+                    let parents = [node_x, node_gamma, node_beta].map(|node| node.map(|node| node.id));
+                    register_gradients::<B, 3>(grads, parents, [dx, dgamma, dbeta]);
                 }
             }
 
@@ -751,15 +757,8 @@ mod dispatch {
                         epsilon,
                         grad,
                     );
-                    if let Some(node) = node_x {
-                        grads.register::<B>(node.id, dx);
-                    }
-                    if let Some(node) = node_gamma {
-                        grads.register::<B>(node.id, dgamma);
-                    }
-                    if let Some(node) = node_beta {
-                        grads.register::<B>(node.id, dbeta);
-                    }
+                    let parents = [node_x, node_gamma, node_beta].map(|node| node.map(|node| node.id));
+                    register_gradients::<B, 3>(grads, parents, [dx, dgamma, dbeta]);
                 }
             }
 
