@@ -139,14 +139,9 @@ fn update_running_statistics(bn: &BatchNorm, mean: Tensor<1>, variance: Tensor<1
 /// one fused operation ([`norm_pool`]) when both of those would take this crate's kernels in
 /// training and the pool is 2x2 with stride 2 and no padding; the two apart otherwise.
 pub fn batch_norm_relu_max_pool2d(bn: &BatchNorm, pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    let unpadded = match pool.padding {
-        PaddingConfig2d::Valid => true,
-        PaddingConfig2d::Explicit(top, left, bottom, right) => top == 0 && left == 0 && bottom == 0 && right == 0,
-        _ => false,
-    };
     let applies = fused_batch_norm_applies(bn, &x)
         && own_kernel_enabled(Kernel::MaxPool2d)
-        && unpadded
+        && symmetric_padding(pool) == Some([0, 0])
         && pool.kernel_size == [2, 2]
         && pool.stride == [2, 2]
         && pool.dilation == [1, 1]
@@ -165,11 +160,7 @@ pub fn batch_norm_relu_max_pool2d(bn: &BatchNorm, pool: &MaxPool2d, x: Tensor<4>
 /// `pool` applied to `x` as `MaxPool2d::forward` does, through [`pool`]'s kernels on flex for
 /// explicit symmetric padding, dilation 1 and floor mode.
 pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
-    let padding = match pool.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
-        PaddingConfig2d::Valid => Some([0, 0]),
-        _ => None,
-    };
+    let padding = symmetric_padding(pool);
     let [batch, channels, h, w] = x.dims();
     let applies = own_kernel_enabled(Kernel::MaxPool2d)
         && pool.dilation == [1, 1]
@@ -192,6 +183,15 @@ pub fn max_pool2d(pool: &MaxPool2d, x: Tensor<4>) -> Tensor<4> {
             dispatch::max_pool2d(x, pool.kernel_size, pool.stride, padding)
         }
         _ => pool.forward(x),
+    }
+}
+
+/// The pool's `[rows, columns]` padding when it is explicit and the same on both sides (or none).
+fn symmetric_padding(pool: &MaxPool2d) -> Option<[usize; 2]> {
+    match pool.padding {
+        PaddingConfig2d::Explicit(top, left, bottom, right) if top == bottom && left == right => Some([top, left]),
+        PaddingConfig2d::Valid => Some([0, 0]),
+        _ => None,
     }
 }
 
@@ -1076,8 +1076,6 @@ mod tests {
         }
     }
 
-    /// The fused batch norm (+ReLU) against burn-nn's `BatchNorm::forward` (+ `relu`): output,
-    /// the gradients of the input, gamma and beta, and the running statistics it leaves behind.
     /// Two separate batch norms with the same parameters, gamma uniform in `gamma` and beta in
     /// `[-0.5, 0.5)` (a clone would share its running statistics with the original).
     fn twin_batch_norms(channels: usize, gamma: (f64, f64), device: &Device) -> (BatchNorm, BatchNorm) {
@@ -1113,6 +1111,8 @@ mod tests {
         ]
     }
 
+    /// The fused batch norm (+ReLU) against burn-nn's `BatchNorm::forward` (+ `relu`): output,
+    /// the gradients of the input, gamma and beta, and the running statistics it leaves behind.
     #[test]
     fn batch_norm_matches_burns_values_gradients_and_running_statistics() {
         let device = Device::flex().autodiff();

@@ -17,12 +17,12 @@ pub struct NormGeometry {
 }
 
 impl NormGeometry {
-    pub(super) fn count(&self) -> f64 {
+    fn count(&self) -> f64 {
         (self.batch * self.plane) as f64
     }
 
     /// The planes of channel `c`, one per sample.
-    pub(super) fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
+    fn planes<'a>(&self, data: &'a [f32], c: usize) -> impl Iterator<Item = &'a [f32]> + 'a {
         let (channels, plane) = (self.channels, self.plane);
         (0..self.batch).map(move |n| &data[(n * channels + c) * plane..(n * channels + c + 1) * plane])
     }
