@@ -1,5 +1,5 @@
 //! Cost of this crate's memory-bound CPU kernels at the small CNN's shapes (batch 128): max
-//! pooling 2x2 and batch norm + ReLU in training mode, forward and backward, on
+//! pooling 2x2, batch norm + ReLU in training mode, and the two fused, forward and backward, on
 //! `[128, 32, 28, 28]` (after the first convolution) and `[128, 64, 14, 14]` (after the second).
 //! Each reads and writes a few bytes per element, so the figure to compare is the bytes moved per
 //! second against the machine's memory bandwidth.
@@ -11,8 +11,9 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use itra_models::kernels::norm::{NormGeometry, batch_norm_train_backward, batch_norm_train_forward};
+use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use itra_models::kernels::norm::{NormGeometry, batch_norm_train_backward_in_place, batch_norm_train_forward};
+use itra_models::kernels::norm_pool::{self, NormPoolGeometry};
 use itra_models::kernels::pool::{PoolGeometry, max_pool2d_backward, max_pool2d_forward};
 
 #[global_allocator]
@@ -70,10 +71,59 @@ fn norm(c: &mut Criterion) {
             b.iter(|| black_box(batch_norm_train_forward(&g, x, &gamma, &beta, 1e-5, true)))
         });
         let (out, mean, var) = batch_norm_train_forward(&g, &x, &gamma, &beta, 1e-5, true);
-        // Backward: reads x, the output and the gradient twice, writes dx.
+        // Backward, in place over a copy of x as training runs it: reads x, the output and the
+        // gradient twice, writes dx.
         group.throughput(Throughput::Bytes((4 * x.len() * 7) as u64));
         group.bench_with_input(BenchmarkId::new("backward", label(shape)), &x, |b, x| {
-            b.iter(|| black_box(batch_norm_train_backward(&g, x, &out, &gamma, &mean, &var, 1e-5, true, &grad)))
+            b.iter_batched_ref(
+                || x.clone(),
+                |x_dx| {
+                    black_box(batch_norm_train_backward_in_place(
+                        &g, x_dx, &out, &gamma, &mean, &var, 1e-5, true, &grad,
+                    ))
+                },
+                BatchSize::LargeInput,
+            )
+        });
+    }
+    group.finish();
+}
+
+/// Batch norm + ReLU + the 2x2 pool as the small CNN runs them: one fused kernel.
+fn norm_pool(c: &mut Criterion) {
+    let mut group = c.benchmark_group("batch_norm_relu_pool");
+    for shape in SHAPES {
+        let [batch, channels, h, w] = shape;
+        let g = NormPoolGeometry { batch, channels, h, w };
+        let x = values(batch * channels * h * w, 5);
+        let grad = values(batch * channels * g.out_h() * g.out_w(), 6);
+        let (gamma, beta) = (vec![1.0f32; channels], vec![0.0f32; channels]);
+        // Forward: reads x twice (statistics), once more to write the pooled quarter.
+        group.throughput(Throughput::Bytes((4 * x.len() * 13 / 4) as u64));
+        group.bench_with_input(BenchmarkId::new("forward", label(shape)), &x, |b, x| {
+            b.iter(|| black_box(norm_pool::forward(&g, x, &gamma, &beta, 1e-5)))
+        });
+        let (_, mean, var, scale, offset) = norm_pool::forward(&g, &x, &gamma, &beta, 1e-5);
+        // Backward, in place over a copy of x as training runs it: reads x and the pooled
+        // gradient twice, writes dx.
+        group.throughput(Throughput::Bytes((4 * x.len() * 7 / 2) as u64));
+        group.bench_with_input(BenchmarkId::new("backward", label(shape)), &x, |b, x| {
+            b.iter_batched_ref(
+                || x.clone(),
+                |x_dx| {
+                    black_box(norm_pool::backward_in_place(
+                        &g,
+                        x_dx,
+                        &gamma,
+                        &mean,
+                        &var,
+                        (&scale, &offset),
+                        1e-5,
+                        &grad,
+                    ))
+                },
+                BatchSize::LargeInput,
+            )
         });
     }
     group.finish();
@@ -82,6 +132,6 @@ fn norm(c: &mut Criterion) {
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = pool, norm
+    targets = pool, norm, norm_pool
 }
 criterion_main!(benches);

@@ -17,6 +17,8 @@ mod gemm;
 pub mod norm;
 pub mod norm_pool;
 pub mod pool;
+#[cfg(target_arch = "x86_64")]
+mod pool_avx2;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -319,6 +321,17 @@ mod dispatch {
         }
     }
 
+    /// The tensor's `f32` elements to overwrite, where it alone owns storage that holds exactly
+    /// them in row-major order: a backward then writes its input gradient over a saved input the
+    /// graph no longer needs, instead of allocating and zeroing a tensor of the same size.
+    fn exclusive(tensor: &mut FlexTensor) -> Option<&mut [f32]> {
+        let len = tensor.shape().num_elements();
+        if tensor.dtype() != DType::F32 || tensor.layout().contiguous_offsets() != Some((0, len)) {
+            return None;
+        }
+        tensor.try_storage_mut::<f32>().filter(|values| values.len() == len)
+    }
+
     fn tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
         FlexTensor::from_data(TensorData::new(values, shape))
     }
@@ -424,19 +437,33 @@ mod dispatch {
                 return (result.x_grad, result.gamma_grad, result.beta_grad);
             }
             let g = norm_geometry(&shape);
-            let (dx, dgamma, dbeta) = norm::batch_norm_train_backward(
-                &g,
-                &dense(&x),
-                &dense(&output),
-                &dense(&gamma),
-                &dense(&mean),
-                &dense(&variance),
-                epsilon,
-                relu,
-                &dense(&grad),
-            );
+            let (gamma, mean, variance) = (dense(&gamma), dense(&mean), dense(&variance));
+            let (output, grad) = (dense(&output), dense(&grad));
+            let mut x = x;
+            let (dx, dgamma, dbeta) = match exclusive(&mut x) {
+                Some(x_dx) => {
+                    let (dgamma, dbeta) = norm::batch_norm_train_backward_in_place(
+                        &g, x_dx, &output, &gamma, &mean, &variance, epsilon, relu, &grad,
+                    );
+                    (x, dgamma, dbeta)
+                }
+                None => {
+                    let (dx, dgamma, dbeta) = norm::batch_norm_train_backward(
+                        &g,
+                        &dense(&x),
+                        &output,
+                        &gamma,
+                        &mean,
+                        &variance,
+                        epsilon,
+                        relu,
+                        &grad,
+                    );
+                    (FlexTensor::from_data(TensorData::new(dx, shape)), dgamma, dbeta)
+                }
+            };
             (
-                FlexTensor::from_data(TensorData::new(dx, shape)),
+                dx,
                 FlexTensor::from_data(TensorData::new(dgamma, [g.channels])),
                 FlexTensor::from_data(TensorData::new(dbeta, [g.channels])),
             )
@@ -471,19 +498,24 @@ mod dispatch {
         ) -> (FlexTensor, FlexTensor, FlexTensor) {
             let shape = dims(&x);
             let g = norm_pool_geometry(&shape);
-            let scale_offset = dense(&scale_offset);
-            let (dx, dgamma, dbeta) = norm_pool::backward(
-                &g,
-                &dense(&x),
-                &dense(&gamma),
-                &dense(&mean),
-                &dense(&variance),
-                scale_offset.split_at(g.channels),
-                epsilon,
-                &dense(&grad),
-            );
+            let (scale_offset, grad) = (dense(&scale_offset), dense(&grad));
+            let (gamma, mean, variance) = (dense(&gamma), dense(&mean), dense(&variance));
+            let scale_offset = scale_offset.split_at(g.channels);
+            let mut x = x;
+            let (dx, dgamma, dbeta) = match exclusive(&mut x) {
+                Some(x_dx) => {
+                    let (dgamma, dbeta) =
+                        norm_pool::backward_in_place(&g, x_dx, &gamma, &mean, &variance, scale_offset, epsilon, &grad);
+                    (x, dgamma, dbeta)
+                }
+                None => {
+                    let (dx, dgamma, dbeta) =
+                        norm_pool::backward(&g, &dense(&x), &gamma, &mean, &variance, scale_offset, epsilon, &grad);
+                    (tensor(dx, shape), dgamma, dbeta)
+                }
+            };
             (
-                tensor(dx, shape),
+                dx,
                 FlexTensor::from_data(TensorData::new(dgamma, [g.channels])),
                 FlexTensor::from_data(TensorData::new(dbeta, [g.channels])),
             )
@@ -1172,6 +1204,80 @@ mod tests {
         let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Uniform(-1.0, 1.0), &device).require_grad();
         let bn = burn::nn::BatchNormConfig::new(3).init(&device);
         assert!(fused_batch_norm_applies(&bn, &x), "the fused kernels apply on flex with autodiff");
+    }
+
+    /// The batch norm backwards write the input gradient over the saved input when it alone holds
+    /// its storage (no allocation: the gradient comes back in the input's own buffer), and leave an
+    /// input shared with another tensor untouched; both give the same bits.
+    #[test]
+    fn the_batch_norm_backwards_reuse_an_unshared_input_and_spare_a_shared_one() {
+        use burn::backend::Flex;
+        use burn::backend::flex::FlexTensor;
+        let [batch, channels, h, w] = [3, 4, 6, 10];
+        let flex = |values: Vec<f32>, shape: &[usize]| FlexTensor::from_data(TensorData::new(values, shape.to_vec()));
+        let values = |t: &FlexTensor| t.as_slice::<f32>().expect("dense f32").to_vec();
+        let address = |t: &FlexTensor| t.as_slice::<f32>().expect("dense f32").as_ptr();
+        let x = test_values(batch * channels * h * w, 7, -2.0, 2.0);
+        let (gamma, beta) = (test_values(channels, 8, 0.5, 1.5), test_values(channels, 9, -0.5, 0.5));
+        let shape = [batch, channels, h, w];
+        let pooled_grad =
+            flex(test_values(batch * channels * h * w / 4, 10, -1.0, 1.0), &[batch, channels, h / 2, w / 2]);
+        let grad = flex(test_values(x.len(), 11, -1.0, 1.0), &shape);
+        let (_, mean, var, scale_offset) = <Flex as ItraKernelOps>::itra_batch_norm_relu_pool2x2_train(
+            flex(x.clone(), &shape),
+            flex(gamma.clone(), &[channels]),
+            flex(beta.clone(), &[channels]),
+            1e-5,
+        );
+        let (output, _, _) = <Flex as ItraKernelOps>::itra_batch_norm_train(
+            flex(x.clone(), &shape),
+            flex(gamma.clone(), &[channels]),
+            flex(beta.clone(), &[channels]),
+            1e-5,
+            true,
+        );
+        type Backward<'a> = dyn Fn(FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) + 'a;
+        let fused: &Backward<'_> = &|x| {
+            <Flex as ItraKernelOps>::itra_batch_norm_relu_pool2x2_train_backward(
+                x,
+                flex(gamma.clone(), &[channels]),
+                mean.clone(),
+                var.clone(),
+                scale_offset.clone(),
+                1e-5,
+                pooled_grad.clone(),
+            )
+        };
+        let apart: &Backward<'_> = &|x| {
+            <Flex as ItraKernelOps>::itra_batch_norm_train_backward(
+                x,
+                output.clone(),
+                flex(gamma.clone(), &[channels]),
+                mean.clone(),
+                var.clone(),
+                1e-5,
+                true,
+                grad.clone(),
+            )
+        };
+        for (name, backward) in [("fused", fused), ("apart", apart)] {
+            let unshared = flex(x.clone(), &shape);
+            let buffer = address(&unshared);
+            let (dx, dgamma, dbeta) = backward(unshared);
+            assert_eq!(address(&dx), buffer, "{name}: the gradient is written over the unshared input");
+            let shared = flex(x.clone(), &shape);
+            let kept = shared.clone();
+            let (dx_shared, dgamma_shared, dbeta_shared) = backward(shared);
+            assert_ne!(address(&dx_shared), address(&kept), "{name}: a shared input gets a new gradient buffer");
+            assert_eq!(values(&kept), x, "{name}: the shared input is unchanged");
+            for (what, a, b) in
+                [("dx", &dx, &dx_shared), ("dgamma", &dgamma, &dgamma_shared), ("dbeta", &dbeta, &dbeta_shared)]
+            {
+                let bits = |t: &FlexTensor| values(t).iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "{name}: {what}");
+            }
+            assert_ne!(values(&dx), x, "{name}: the gradient is not the input");
+        }
     }
 
     /// The max pool against burn-nn's `MaxPool2d::forward`: values and input gradients, for the

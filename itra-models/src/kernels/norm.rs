@@ -147,25 +147,24 @@ pub(super) fn normalize_plane(o: &mut [f32], x: &[f32], a: f32, b: f32, relu: bo
     }
 }
 
-/// `dx = k relu'(g) + (x - m) c2 + c1` over one plane.
-#[allow(clippy::too_many_arguments)]
+/// `dx = k relu'(g) + (x - m) c2 + c1` over one plane, in place: `x_dx` holds `x` on entry and
+/// `dx` on return.
 #[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
 pub(super) fn input_gradient_plane(
-    dx: &mut [f32],
-    x: &[f32],
+    x_dx: &mut [f32],
     y: &[f32],
     g: &[f32],
     (k, c2, c1, m): (f32, f32, f32, f32),
     relu: bool,
 ) {
     if relu {
-        for (((d, &xv), &yv), &gv) in dx.iter_mut().zip(x).zip(y).zip(g) {
+        for ((d, &yv), &gv) in x_dx.iter_mut().zip(y).zip(g) {
             let gv = if yv > 0.0 { gv } else { 0.0 };
-            *d = k * gv + (xv - m) * c2 + c1;
+            *d = k * gv + (*d - m) * c2 + c1;
         }
     } else {
-        for ((d, &xv), &gv) in dx.iter_mut().zip(x).zip(g) {
-            *d = k * gv + (xv - m) * c2 + c1;
+        for (d, &gv) in x_dx.iter_mut().zip(g) {
+            *d = k * gv + (*d - m) * c2 + c1;
         }
     }
 }
@@ -184,8 +183,28 @@ pub fn batch_norm_train_backward(
     relu: bool,
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = x.to_vec();
+    let (dgamma, dbeta) = batch_norm_train_backward_in_place(g, &mut dx, output, gamma, mean, var, epsilon, relu, grad);
+    (dx, dgamma, dbeta)
+}
+
+/// [`batch_norm_train_backward`] with `x` overwritten by its gradient: `(dgamma, dbeta)`, and no
+/// buffer the size of `x` allocated.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_train_backward_in_place(
+    g: &NormGeometry,
+    x_dx: &mut [f32],
+    output: &[f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    epsilon: f64,
+    relu: bool,
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let inv_std = inverse_std(var, epsilon);
     // Per channel: Σ g' (dbeta) and Σ g' (x - mean) / std (dgamma), g' the gated gradient.
+    let x: &[f32] = x_dx;
     let sums: Vec<(f64, f64)> = (0..g.channels)
         .into_par_iter()
         .map(|c| {
@@ -198,17 +217,15 @@ pub fn batch_norm_train_backward(
             (dot * inv_std[c], sum)
         })
         .collect();
-    let mut dx = vec![0.0f32; x.len()];
     if g.plane > 0 {
         let coefficients = input_gradient_coefficients(g, &sums, &inv_std, gamma, mean);
-        dx.par_chunks_mut(g.plane).enumerate().for_each(|(i, dx)| {
+        x_dx.par_chunks_mut(g.plane).enumerate().for_each(|(i, dx)| {
             let offset = i * g.plane;
-            let (xp, yp, gp) = (&x[offset..][..g.plane], &output[offset..][..g.plane], &grad[offset..][..g.plane]);
-            input_gradient_plane(dx, xp, yp, gp, coefficients[i % g.channels], relu);
+            let (yp, gp) = (&output[offset..][..g.plane], &grad[offset..][..g.plane]);
+            input_gradient_plane(dx, yp, gp, coefficients[i % g.channels], relu);
         });
     }
-    let (dgamma, dbeta) = rounded(&sums);
-    (dx, dgamma, dbeta)
+    rounded(&sums)
 }
 
 /// Per channel, `1 / sqrt(variance + epsilon)` from the forward's `f32` variance.

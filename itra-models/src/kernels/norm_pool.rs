@@ -5,7 +5,8 @@
 //! write the pool's mostly-zero gradient at full size and read it twice more. Together, each
 //! `(sample, channel)` plane's activation and its gradient live in two plane-sized buffers that
 //! stay in the cache: from memory the forward reads `x` (besides the statistics' passes) and writes
-//! the pooled quarter; the backward reads `x` and the pooled gradient twice and writes `dx`.
+//! the pooled quarter; the backward reads `x` and the pooled gradient twice and writes `dx` (over
+//! `x`, in [`backward_in_place`]).
 //!
 //! The numbers are those of [`super::norm`] followed by [`super::pool`], bit for bit: each plane
 //! goes through the same plane functions in the same order, the buffers standing in for the
@@ -92,17 +93,35 @@ pub fn backward(
     gamma: &[f32],
     mean: &[f32],
     var: &[f32],
-    (scale, offset): (&[f32], &[f32]),
+    scale_offset: (&[f32], &[f32]),
     epsilon: f64,
     grad: &[f32],
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let mut dx = x.to_vec();
+    let (dgamma, dbeta) = backward_in_place(g, &mut dx, gamma, mean, var, scale_offset, epsilon, grad);
+    (dx, dgamma, dbeta)
+}
+
+/// [`backward`] with `x` overwritten by its gradient: `(dgamma, dbeta)`, and no buffer the size of
+/// `x` allocated.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_in_place(
+    g: &NormPoolGeometry,
+    x_dx: &mut [f32],
+    gamma: &[f32],
+    mean: &[f32],
+    var: &[f32],
+    (scale, offset): (&[f32], &[f32]),
+    epsilon: f64,
+    grad: &[f32],
+) -> (Vec<f32>, Vec<f32>) {
     let (plane, plane_out) = (g.plane(), g.plane_out());
-    let mut dx = vec![0.0f32; x.len()];
     if plane == 0 {
-        return (dx, vec![0.0; g.channels], vec![0.0; g.channels]);
+        return (vec![0.0; g.channels], vec![0.0; g.channels]);
     }
     let buffers = || (vec![0.0f32; plane], vec![0.0f32; plane]);
     let inv_std = norm::inverse_std(var, epsilon);
+    let x: &[f32] = x_dx;
     let sums: Vec<(f64, f64)> = (0..g.channels)
         .into_par_iter()
         .map_init(buffers, |(y, dy), c| {
@@ -119,14 +138,12 @@ pub fn backward(
         })
         .collect();
     let coefficients = norm::input_gradient_coefficients(&g.norm(), &sums, &inv_std, gamma, mean);
-    dx.par_chunks_mut(plane).enumerate().for_each_init(buffers, |(y, dy), (i, dx)| {
+    x_dx.par_chunks_mut(plane).enumerate().for_each_init(buffers, |(y, dy), (i, x_dx)| {
         let c = i % g.channels;
-        let x = &x[i * plane..][..plane];
-        g.expand(y, dy, x, (scale[c], offset[c]), &grad[i * plane_out..][..plane_out]);
-        norm::input_gradient_plane(dx, x, y, dy, coefficients[c], true);
+        g.expand(y, dy, x_dx, (scale[c], offset[c]), &grad[i * plane_out..][..plane_out]);
+        norm::input_gradient_plane(x_dx, y, dy, coefficients[c], true);
     });
-    let (dgamma, dbeta) = norm::rounded(&sums);
-    (dx, dgamma, dbeta)
+    norm::rounded(&sums)
 }
 
 #[cfg(test)]

@@ -111,8 +111,20 @@ fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, bool, bool, bool) {
     (select(bottom_wins, top, bottom), top_b, bottom_d, bottom_wins)
 }
 
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+/// The 2x2 pool of one plane into `out` (`oh x ow`): in AVX2 where the CPU has it and a row
+/// fills a vector, else the compiled loop below.
 pub(super) fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if 2 * ow >= super::pool_avx2::LANES
+        && let Some(simd) = pulp::x86::V3::try_new()
+    {
+        return simd.vectorize(|| super::pool_avx2::plane(simd, out, plane, w, oh, ow));
+    }
+    max_pool_2x2_plane_loop(out, plane, w, oh, ow);
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn max_pool_2x2_plane_loop(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
     for (oy, out) in out.chunks_exact_mut(ow).take(oh).enumerate() {
         let top = &plane[2 * oy * w..][..2 * ow];
         let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
@@ -123,9 +135,20 @@ pub(super) fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: u
 }
 
 /// Writes the whole of the plane's `dx`: each window's gradient at its arg-max, zero elsewhere
-/// (windows do not overlap), and zero in the last row and column that floor mode leaves out.
-#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+/// (windows do not overlap), and zero in the last row and column that floor mode leaves out. In
+/// AVX2 where the CPU has it and a row fills a vector, else the compiled loop below.
 pub(super) fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if 2 * ow >= super::pool_avx2::LANES
+        && let Some(simd) = pulp::x86::V3::try_new()
+    {
+        return simd.vectorize(|| super::pool_avx2::plane_backward(simd, dx, plane, grad, w, oh, ow));
+    }
+    max_pool_2x2_plane_backward_loop(dx, plane, grad, w, oh, ow);
+}
+
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx512dq+avx2+fma", "x86_64+avx2+fma"))]
+fn max_pool_2x2_plane_backward_loop(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
     for oy in 0..oh {
         let top = &plane[2 * oy * w..][..2 * ow];
         let bottom = &plane[(2 * oy + 1) * w..][..2 * ow];
@@ -271,37 +294,71 @@ mod tests {
         }
     }
 
+    /// Values from {-0, 0, 1, NaN}: every pattern of ties, signed zeros and NaNs occurs.
+    fn tie_values(n: usize, seed: u64) -> Vec<f32> {
+        let choices = [-0.0f32, 0.0, 1.0, f32::NAN];
+        crate::kernels::test_values(n, seed, 0.0, 4.0).iter().map(|&v| choices[v as usize % 4]).collect()
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() }).collect()
+    }
+
+    /// Widths whose rows hold fewer windows than a vector (the compiled loop), exactly whole
+    /// vectors, and whole vectors plus a last overlapping one (AVX2), odd widths among them.
+    const WIDTHS: [usize; 11] = [2, 5, 7, 8, 9, 11, 14, 16, 17, 28, 31];
+
     #[test]
     fn the_2x2_path_keeps_the_first_maximum_and_the_first_nan_of_every_window() {
-        // Values from {-0, 0, 1, NaN}: every pattern of ties, signed zeros and NaNs occurs.
-        let g = PoolGeometry { planes: 3, h: 9, w: 11, kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
-        let n = g.planes * g.h * g.w;
-        let choices = [-0.0f32, 0.0, 1.0, f32::NAN];
-        let x: Vec<f32> =
-            crate::kernels::test_values(n, 41, 0.0, 4.0).iter().map(|&v| choices[v as usize % 4]).collect();
-        let grad = crate::kernels::test_values(g.planes * g.out_h() * g.out_w(), 42, 0.5, 1.5);
-        let (oh, ow) = (g.out_h(), g.out_w());
-        let mut want_dx = vec![0.0f32; n];
-        let mut want_out = Vec::new();
-        for p in 0..g.planes {
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let at: Vec<usize> = [(0, 0), (0, 1), (1, 0), (1, 1)]
-                        .iter()
-                        .map(|(dy, dx)| (p * g.h + 2 * oy + dy) * g.w + 2 * ox + dx)
-                        .collect();
-                    let first_nan = at.iter().copied().find(|&i| x[i].is_nan());
-                    let max = at.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);
-                    let win = first_nan.unwrap_or_else(|| at.iter().copied().find(|&i| x[i] == max).unwrap());
-                    want_out.push(x[win]);
-                    want_dx[win] = grad[(p * oh + oy) * ow + ox];
+        for (case, w) in WIDTHS.into_iter().enumerate() {
+            let g = PoolGeometry { planes: 3, h: 9, w, kernel: [2, 2], stride: [2, 2], padding: [0, 0] };
+            let n = g.planes * g.h * g.w;
+            let x = tie_values(n, 41 + case as u64);
+            let grad = crate::kernels::test_values(g.planes * g.out_h() * g.out_w(), 42, 0.5, 1.5);
+            let (oh, ow) = (g.out_h(), g.out_w());
+            let mut want_dx = vec![0.0f32; n];
+            let mut want_out = Vec::new();
+            for p in 0..g.planes {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let at: Vec<usize> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                            .iter()
+                            .map(|(dy, dx)| (p * g.h + 2 * oy + dy) * g.w + 2 * ox + dx)
+                            .collect();
+                        let first_nan = at.iter().copied().find(|&i| x[i].is_nan());
+                        let max = at.iter().map(|&i| x[i]).fold(f32::NEG_INFINITY, f32::max);
+                        let win = first_nan.unwrap_or_else(|| at.iter().copied().find(|&i| x[i] == max).unwrap());
+                        want_out.push(x[win]);
+                        want_dx[win] = grad[(p * oh + oy) * ow + ox];
+                    }
                 }
             }
+            assert_eq!(bits(&max_pool2d_forward(&g, &x)), bits(&want_out), "forward, width {w}");
+            assert_eq!(bits(&max_pool2d_backward(&g, &x, &grad)), bits(&want_dx), "backward, width {w}");
         }
-        let out = max_pool2d_forward(&g, &x);
-        let bits = |v: &[f32]| v.iter().map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() }).collect::<Vec<_>>();
-        assert_eq!(bits(&out), bits(&want_out));
-        assert_eq!(bits(&max_pool2d_backward(&g, &x, &grad)), bits(&want_dx));
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_planes_equal_the_compiled_loops_bit_for_bit() {
+        let simd = pulp::x86::V3::try_new().expect("this test compares the AVX2 kernels: it needs an AVX2 CPU");
+        for (case, w) in WIDTHS.into_iter().filter(|&w| w >= 8).enumerate() {
+            for (h, tied) in [(2, true), (7, true), (28, false)] {
+                let (oh, ow) = (h / 2, w / 2);
+                let seed = 100 + 10 * case as u64 + h as u64;
+                let plane =
+                    if tied { tie_values(h * w, seed) } else { crate::kernels::test_values(h * w, seed, -1.0, 1.0) };
+                let grad = crate::kernels::test_values(oh * ow, seed + 1, -1.0, 1.0);
+                let (mut out, mut want) = (vec![f32::NAN; oh * ow], vec![f32::NAN; oh * ow]);
+                simd.vectorize(|| super::super::pool_avx2::plane(simd, &mut out, &plane, w, oh, ow));
+                max_pool_2x2_plane_loop(&mut want, &plane, w, oh, ow);
+                assert_eq!(bits(&out), bits(&want), "forward, {h}x{w}");
+                let (mut dx, mut want) = (vec![f32::NAN; h * w], vec![f32::NAN; h * w]);
+                simd.vectorize(|| super::super::pool_avx2::plane_backward(simd, &mut dx, &plane, &grad, w, oh, ow));
+                max_pool_2x2_plane_backward_loop(&mut want, &plane, &grad, w, oh, ow);
+                assert_eq!(bits(&dx), bits(&want), "backward, {h}x{w}");
+            }
+        }
     }
 
     #[test]
