@@ -138,9 +138,21 @@ pub fn backward_in_place(
         })
         .collect();
     let coefficients = norm::input_gradient_coefficients(&g.norm(), &sums, &inv_std, gamma, mean);
+    // Where the CPU has AVX2 and a row fills a vector, one pass per plane without the buffers.
+    #[cfg(target_arch = "x86_64")]
+    let avx2 = (2 * g.out_w() >= super::pool_avx2::LANES).then(pulp::x86::V3::try_new).flatten();
     x_dx.par_chunks_mut(plane).enumerate().for_each_init(buffers, |(y, dy), (i, x_dx)| {
         let c = i % g.channels;
-        g.expand(y, dy, x_dx, (scale[c], offset[c]), &grad[i * plane_out..][..plane_out]);
+        let grad = &grad[i * plane_out..][..plane_out];
+        #[cfg(target_arch = "x86_64")]
+        if let Some(simd) = avx2 {
+            let (norm, coefficients) = ((scale[c], offset[c]), coefficients[c]);
+            let (w, oh, ow) = (g.w, g.out_h(), g.out_w());
+            return simd.vectorize(|| {
+                super::pool_avx2::norm_pool_input_gradient(simd, x_dx, grad, norm, coefficients, w, oh, ow)
+            });
+        }
+        g.expand(y, dy, x_dx, (scale[c], offset[c]), grad);
         norm::input_gradient_plane(x_dx, y, dy, coefficients[c], true);
     });
     norm::rounded(&sums)
@@ -177,7 +189,10 @@ mod tests {
     fn fused_equals_batch_norm_then_pool_bit_for_bit() {
         // Even and odd sides (floor mode drops the last row or column), one-window planes, a
         // negative gamma (which turns the pool's arg-max around) and ties at the ReLU's zero.
-        let cases = [(3, 2, 8, 6), (2, 3, 7, 9), (1, 2, 2, 3), (4, 1, 2, 2), (2, 5, 28, 28)];
+        // Rows of 3 windows take the buffers, rows of 4 or more AVX2's one pass (whole vectors, an
+        // overlapping last one, a column and a row outside every window).
+        let cases =
+            [(3, 2, 8, 6), (2, 3, 7, 9), (1, 2, 2, 3), (4, 1, 2, 2), (2, 5, 28, 28), (2, 3, 11, 13), (1, 2, 4, 16)];
         let (mut positive, mut zero) = (false, false);
         for (case, &(batch, channels, h, w)) in cases.iter().enumerate() {
             let g = NormPoolGeometry { batch, channels, h, w };
