@@ -10,7 +10,8 @@
 //!
 //! The numbers are those of [`super::norm`] followed by [`super::pool`], bit for bit: each plane
 //! goes through the same plane functions in the same order, the buffers standing in for the
-//! full-size tensors.
+//! full-size tensors; where the CPU has AVX2, the pass that writes `dx` is one sweep per plane
+//! that computes the same operations in registers (`pool_avx2::norm_pool_input_gradient`).
 
 use rayon::prelude::*;
 
@@ -140,7 +141,7 @@ pub fn backward_in_place(
     let coefficients = norm::input_gradient_coefficients(&g.norm(), &sums, &inv_std, gamma, mean);
     // Where the CPU has AVX2 and a row fills a vector, one pass per plane without the buffers.
     #[cfg(target_arch = "x86_64")]
-    let avx2 = (2 * g.out_w() >= super::pool_avx2::LANES).then(pulp::x86::V3::try_new).flatten();
+    let avx2 = super::pool_avx2::token(g.out_w());
     x_dx.par_chunks_mut(plane).enumerate().for_each_init(buffers, |(y, dy), (i, x_dx)| {
         let c = i % g.channels;
         let grad = &grad[i * plane_out..][..plane_out];
@@ -216,7 +217,7 @@ mod tests {
                 assert_eq!(bits(fused), bits(alone), "{what} of {g:?}");
             }
             positive |= pooled.iter().any(|&v| v > 0.0);
-            zero |= pooled.iter().any(|&v| v == 0.0);
+            zero |= pooled.contains(&0.0);
         }
         // Not vacuous: some windows pooled a positive value and some a ReLU zero.
         assert!(positive && zero);

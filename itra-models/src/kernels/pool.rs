@@ -115,9 +115,7 @@ fn max4(a: f32, b: f32, c: f32, d: f32) -> (f32, bool, bool, bool) {
 /// fills a vector, else the compiled loop below.
 pub(super) fn max_pool_2x2_plane(out: &mut [f32], plane: &[f32], w: usize, oh: usize, ow: usize) {
     #[cfg(target_arch = "x86_64")]
-    if 2 * ow >= super::pool_avx2::LANES
-        && let Some(simd) = pulp::x86::V3::try_new()
-    {
+    if let Some(simd) = super::pool_avx2::token(ow) {
         return simd.vectorize(|| super::pool_avx2::plane(simd, out, plane, w, oh, ow));
     }
     max_pool_2x2_plane_loop(out, plane, w, oh, ow);
@@ -139,9 +137,7 @@ fn max_pool_2x2_plane_loop(out: &mut [f32], plane: &[f32], w: usize, oh: usize, 
 /// AVX2 where the CPU has it and a row fills a vector, else the compiled loop below.
 pub(super) fn max_pool_2x2_plane_backward(dx: &mut [f32], plane: &[f32], grad: &[f32], w: usize, oh: usize, ow: usize) {
     #[cfg(target_arch = "x86_64")]
-    if 2 * ow >= super::pool_avx2::LANES
-        && let Some(simd) = pulp::x86::V3::try_new()
-    {
+    if let Some(simd) = super::pool_avx2::token(ow) {
         return simd.vectorize(|| super::pool_avx2::plane_backward(simd, dx, plane, grad, w, oh, ow));
     }
     max_pool_2x2_plane_backward_loop(dx, plane, grad, w, oh, ow);

@@ -14,7 +14,13 @@ use core::arch::x86_64::{__m128, __m256, _CMP_GT_OQ, _CMP_LT_OQ, _CMP_ORD_Q, _CM
 use pulp::x86::V3;
 
 /// Columns per vector: four windows.
-pub(super) const LANES: usize = 8;
+const LANES: usize = 8;
+
+/// The AVX2 token, where the CPU has AVX2 and a row of `ow` windows fills a vector: the kernels
+/// below take it, and the callers keep their compiled loops otherwise.
+pub(super) fn token(ow: usize) -> Option<V3> {
+    (2 * ow >= LANES).then(V3::try_new).flatten()
+}
 
 /// All ones in the lanes of a pair's first column.
 const FIRST_OF_PAIR: [u32; LANES] = [u32::MAX, 0, u32::MAX, 0, u32::MAX, 0, u32::MAX, 0];
