@@ -262,7 +262,8 @@ mod dispatch {
             epsilon: f64,
             relu: bool,
         ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
-        /// Its gradients `(x, gamma, beta)`, given the forward's output and statistics.
+        /// Its gradients `(x, gamma, beta)`, given the forward's output and statistics. The output
+        /// is read only with `relu`; without it any tensor of `x`'s shape may stand in for it.
         #[allow(clippy::too_many_arguments)]
         fn itra_batch_norm_train_backward(
             x: FloatTensor<Self>,
@@ -700,8 +701,9 @@ mod dispatch {
                     let grad = grads.consume::<B>(&ops.node);
                     let (x_state, gamma_state, output, mean, variance, epsilon, relu) = ops.state;
                     let x = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(x_state);
-                    // Without the ReLU the output is not read: `x` stands in for it.
-                    let output = output.unwrap_or_else(|| x.clone());
+                    // Without the ReLU the output is not read: the gradient, of the same shape,
+                    // stands in for it, and `x` stays unshared for the backward to overwrite.
+                    let output = output.unwrap_or_else(|| grad.clone());
                     let gamma = checkpointer.retrieve_node_output::<B::FloatTensorPrimitive>(gamma_state);
                     let (dx, dgamma, dbeta) =
                         B::itra_batch_norm_train_backward(x, output, gamma, mean, variance, epsilon, relu, grad);
@@ -1208,7 +1210,8 @@ mod tests {
 
     /// The batch norm backwards write the input gradient over the saved input when it alone holds
     /// its storage (no allocation: the gradient comes back in the input's own buffer), and leave an
-    /// input shared with another tensor untouched; both give the same bits.
+    /// input shared with another tensor untouched; both give the same bits. Without the ReLU the
+    /// gradient stands in for the unread output, as the autodiff backward passes it.
     #[test]
     fn the_batch_norm_backwards_reuse_an_unshared_input_and_spare_a_shared_one() {
         use burn::backend::Flex;
@@ -1260,7 +1263,19 @@ mod tests {
                 grad.clone(),
             )
         };
-        for (name, backward) in [("fused", fused), ("apart", apart)] {
+        let linear: &Backward<'_> = &|x| {
+            <Flex as ItraKernelOps>::itra_batch_norm_train_backward(
+                x,
+                grad.clone(),
+                flex(gamma.clone(), &[channels]),
+                mean.clone(),
+                var.clone(),
+                1e-5,
+                false,
+                grad.clone(),
+            )
+        };
+        for (name, backward) in [("fused", fused), ("apart", apart), ("without the ReLU", linear)] {
             let unshared = flex(x.clone(), &shape);
             let buffer = address(&unshared);
             let (dx, dgamma, dbeta) = backward(unshared);
