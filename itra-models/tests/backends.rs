@@ -61,6 +61,11 @@ fn scaled_error(got: &[f32], want: &[f32]) -> f64 {
     got.iter().zip(want).map(|(&g, &w)| (f64::from(g) - f64::from(w)).abs() / (1e-6 + scale)).fold(0.0, f64::max)
 }
 
+/// The flex device's random stream is one per process, and the tests of this file run in
+/// parallel: each draws its networks and inputs while holding this, so that a run draws what the
+/// seed says and not an interleaving with another test's draws.
+static FLEX_RANDOM: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Every architecture on `device` against flex. Each quantity may differ from flex by
 /// `tolerance`, or by [`CONDITIONING_FACTOR`] times what flex itself moves when the input moves
 /// by [`PERTURBATION`] (relative), whichever is larger: a deep stack of training-mode batch norms
@@ -78,17 +83,22 @@ fn matches_flex(device: &Device, backend: &str, archs: &[Arch], tolerance: f64, 
     let mut failures = Vec::new();
     for &arch in archs {
         let started = std::time::Instant::now();
-        flex.seed(11);
         let [channels, height, width] = test_input_shape(arch);
-        let model = build(arch, num_classes, [channels, height, width], &flex).expect("a valid architecture");
+        let shape = [BATCH, channels, height, width];
+        // The network and its inputs from seed 11, drawn while no other test draws.
+        let (model, images, noise, projection) = {
+            let _draw = FLEX_RANDOM.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            flex.seed(11);
+            let model = build(arch, num_classes, [channels, height, width], &flex).expect("a valid architecture");
+            let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+            let noise = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
+            let projection = Tensor::<2>::random([BATCH, num_classes], Distribution::Normal(0.0, 1.0), &flex);
+            (model, images, noise, projection.into_data())
+        };
         let on_flex = same_network_on(model, &flex);
         let on_target = same_network_on(on_flex.clone(), &target);
-        let shape = [BATCH, channels, height, width];
-        let images = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
-        let noise = Tensor::<4>::random(shape, Distribution::Normal(0.0, 1.0), &flex);
         let perturbed = (images.clone() * (noise * PERTURBATION + 1.0)).into_data();
         let images = images.into_data();
-        let projection = Tensor::<2>::random([BATCH, num_classes], Distribution::Normal(0.0, 1.0), &flex).into_data();
         let want = pass(&on_flex, &images, &projection, &flex).expect("flex runs every network");
         let moved = pass(&on_flex, &perturbed, &projection, &flex).expect("flex runs every network");
         let got = match pass(&on_target, &images, &projection, &target) {
