@@ -1251,30 +1251,25 @@ mod tests {
                 pooled_grad.clone(),
             )
         };
-        let apart: &Backward<'_> = &|x| {
-            <Flex as ItraKernelOps>::itra_batch_norm_train_backward(
-                x,
-                output.clone(),
-                flex(gamma.clone(), &[channels]),
-                mean.clone(),
-                var.clone(),
-                1e-5,
-                true,
-                grad.clone(),
-            )
+        // The unfused backward, with and without the ReLU; without it the gradient stands in for
+        // the unread output, as the autodiff backward passes it.
+        let unfused = |relu: bool| {
+            let (output, grad, gamma, mean, var, flex) = (&output, &grad, &gamma, &mean, &var, &flex);
+            move |x| {
+                <Flex as ItraKernelOps>::itra_batch_norm_train_backward(
+                    x,
+                    if relu { output.clone() } else { grad.clone() },
+                    flex(gamma.clone(), &[channels]),
+                    mean.clone(),
+                    var.clone(),
+                    1e-5,
+                    relu,
+                    grad.clone(),
+                )
+            }
         };
-        let linear: &Backward<'_> = &|x| {
-            <Flex as ItraKernelOps>::itra_batch_norm_train_backward(
-                x,
-                grad.clone(),
-                flex(gamma.clone(), &[channels]),
-                mean.clone(),
-                var.clone(),
-                1e-5,
-                false,
-                grad.clone(),
-            )
-        };
+        let (apart, linear) = (unfused(true), unfused(false));
+        let (apart, linear): (&Backward<'_>, &Backward<'_>) = (&apart, &linear);
         for (name, backward) in [("fused", fused), ("apart", apart), ("without the ReLU", linear)] {
             let unshared = flex(x.clone(), &shape);
             let buffer = address(&unshared);
