@@ -12,6 +12,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use itra_models::kernels::conv::{ConvGeometry, conv2d_forward, conv2d_weight_backward, conv2d_x_backward};
 use itra_models::kernels::norm::{NormGeometry, batch_norm_train_backward_in_place, batch_norm_train_forward};
 use itra_models::kernels::norm_pool::{self, NormPoolGeometry};
 use itra_models::kernels::pool::{PoolGeometry, max_pool2d_backward, max_pool2d_forward};
@@ -129,9 +130,44 @@ fn norm_pool(c: &mut Criterion) {
     group.finish();
 }
 
+/// 3x3 "same" convolutions at batch 128: the small CNN's two, `1 -> 32` on 28x28 and `32 -> 64` on
+/// 14x14, and the CIFAR ResNets' first, `3 -> 64` on 32x32. Throughput in multiply-adds.
+fn conv(c: &mut Criterion) {
+    let mut group = c.benchmark_group("conv3x3");
+    for (c_in, side, c_out) in [(1, 28, 32), (32, 14, 64), (3, 32, 64)] {
+        let g = ConvGeometry {
+            batch: 128,
+            c_in,
+            h: side,
+            w: side,
+            c_out,
+            kh: 3,
+            kw: 3,
+            stride: [1, 1],
+            padding: [1, 1],
+            dilation: [1, 1],
+        };
+        let x = values(g.batch * c_in * side * side, 1);
+        let weight = values(c_out * c_in * 9, 2);
+        let grad = values(g.batch * c_out * side * side, 3);
+        let id = format!("{c_in}to{c_out}x{side}x{side}");
+        group.throughput(Throughput::Elements((g.batch * c_out * side * side * c_in * 9) as u64));
+        group.bench_function(BenchmarkId::new("forward", &id), |b| {
+            b.iter(|| black_box(conv2d_forward(&g, &x, &weight)))
+        });
+        group.bench_function(BenchmarkId::new("x_backward", &id), |b| {
+            b.iter(|| black_box(conv2d_x_backward(&g, &weight, &grad)))
+        });
+        group.bench_function(BenchmarkId::new("weight_backward", &id), |b| {
+            b.iter(|| black_box(conv2d_weight_backward(&g, &x, &grad)))
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(20).warm_up_time(Duration::from_millis(500)).measurement_time(Duration::from_secs(2));
-    targets = pool, norm, norm_pool
+    targets = pool, norm, norm_pool, conv
 }
 criterion_main!(benches);
