@@ -241,17 +241,16 @@ fn direct_channels<const CB: usize>(g: &ConvGeometry, w: &[f32], offsets: &[usiz
             *wt = w[b * taps + t];
         }
     }
-    for oy in 0..oh {
-        if ow < DIRECT_LANES {
-            for b in 0..CB {
-                for ox in 0..ow {
-                    let at = oy * wp + ox;
-                    out[b * plane + oy * ow + ox] =
-                        (0..taps).fold(0.0f32, |acc, t| wt[t * CB + b].mul_add(padded[at + offsets[t]], acc));
-                }
+    if ow < DIRECT_LANES {
+        for (b, out) in out.chunks_exact_mut(plane).enumerate() {
+            for (j, o) in out.iter_mut().enumerate() {
+                let at = j / ow * wp + j % ow;
+                *o = (0..taps).fold(0.0f32, |acc, t| wt[t * CB + b].mul_add(padded[at + offsets[t]], acc));
             }
-            continue;
         }
+        return;
+    }
+    for oy in 0..oh {
         // Whole vectors, the last one overlapping the one before it rather than a scalar tail.
         let starts = (0..ow - DIRECT_LANES).step_by(DIRECT_LANES).chain(std::iter::once(ow - DIRECT_LANES));
         for ox in starts {
@@ -289,34 +288,30 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
         return out;
     }
     let chunk = images_per_task(g.batch);
-    if g.has_direct_forward() {
-        let (hp, wp) = g.padded();
-        out.par_chunks_mut(out_img * chunk).enumerate().for_each_init(
-            || vec![0.0f32; g.c_in * hp * wp],
-            |padded, (task, out)| {
-                for (i, out) in out.chunks_mut(out_img).enumerate() {
-                    let n = task * chunk + i;
-                    let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
-                    direct_forward_image(g, img, weight, padded, out);
-                }
-            },
-        );
-        return out;
-    }
     let w = MatRef::row_major(weight, g.c_out, rows);
+    // Per task, the scratch of one image: its padded copy, its column matrix, or nothing.
+    let scratch = if g.has_direct_forward() {
+        let (hp, wp) = g.padded();
+        g.c_in * hp * wp
+    } else if g.is_pointwise() {
+        0
+    } else {
+        rows * p
+    };
     out.par_chunks_mut(out_img * chunk).enumerate().for_each_init(
-        || if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] },
-        |col, (task, out)| {
+        || vec![0.0f32; scratch],
+        |scratch, (task, out)| {
             for (i, out) in out.chunks_mut(out_img).enumerate() {
                 let n = task * chunk + i;
                 let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
-                let cols = if g.is_pointwise() {
-                    img
+                if g.has_direct_forward() {
+                    direct_forward_image(g, img, weight, scratch, out);
+                } else if g.is_pointwise() {
+                    matmul(out, false, w, MatRef::row_major(img, rows, p));
                 } else {
-                    im2col(g, img, col);
-                    col.as_slice()
-                };
-                matmul(out, false, w, MatRef::row_major(cols, rows, p));
+                    im2col(g, img, scratch);
+                    matmul(out, false, w, MatRef::row_major(scratch, rows, p));
+                }
             }
         },
     );
