@@ -9,6 +9,7 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::buffer::par_zeroed_pieces;
 use super::gemm::{MatRef, matmul};
 
 /// The shape of one convolution: input `[batch, c_in, h, w]`, weight `[c_out, c_in, kh, kw]`.
@@ -283,13 +284,8 @@ fn images_per_task(batch: usize) -> usize {
 pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     let (p, rows) = (g.plane_out(), g.col_rows());
     let out_img = g.c_out * p;
-    let mut out = vec![0.0f32; g.batch * out_img];
-    if out.is_empty() {
-        return out;
-    }
-    let chunk = images_per_task(g.batch);
     let w = MatRef::row_major(weight, g.c_out, rows);
-    // Per task, the scratch of one image: its padded copy, its column matrix, or nothing.
+    // Per job, the scratch of one image: its padded copy, its column matrix, or nothing.
     let scratch = if g.has_direct_forward() {
         let (hp, wp) = g.padded();
         g.c_in * hp * wp
@@ -298,52 +294,44 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
     } else {
         rows * p
     };
-    out.par_chunks_mut(out_img * chunk).enumerate().for_each_init(
+    par_zeroed_pieces(
+        g.batch * out_img,
+        out_img,
+        images_per_task(g.batch),
         || vec![0.0f32; scratch],
-        |scratch, (task, out)| {
-            for (i, out) in out.chunks_mut(out_img).enumerate() {
-                let n = task * chunk + i;
-                let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
-                if g.has_direct_forward() {
-                    direct_forward_image(g, img, weight, scratch, out);
-                } else if g.is_pointwise() {
-                    matmul(out, false, w, MatRef::row_major(img, rows, p));
-                } else {
-                    im2col(g, img, scratch);
-                    matmul(out, false, w, MatRef::row_major(scratch, rows, p));
-                }
+        |scratch, n, out| {
+            let img = &x[n * g.c_in * g.plane_in()..(n + 1) * g.c_in * g.plane_in()];
+            if g.has_direct_forward() {
+                direct_forward_image(g, img, weight, scratch, out);
+            } else if g.is_pointwise() {
+                matmul(out, false, w, MatRef::row_major(img, rows, p));
+            } else {
+                im2col(g, img, scratch);
+                matmul(out, false, w, MatRef::row_major(scratch, rows, p));
             }
         },
-    );
-    out
+    )
 }
 
 /// Input gradient: `grad` is `[batch, c_out, oh, ow]`; returns `[batch, c_in, h, w]`.
 pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let (p, rows) = (g.plane_out(), g.col_rows());
-    let in_img = g.c_in * g.plane_in();
-    let mut dx = vec![0.0f32; g.batch * in_img];
-    if dx.is_empty() {
-        return dx;
-    }
     let wt = MatRef::row_major(weight, g.c_out, rows).t();
-    let chunk = images_per_task(g.batch);
-    dx.par_chunks_mut(in_img * chunk).enumerate().for_each_init(
+    par_zeroed_pieces(
+        g.batch * g.c_in * g.plane_in(),
+        g.c_in * g.plane_in(),
+        images_per_task(g.batch),
         || if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] },
-        |dcol, (task, dx)| {
-            for (i, dx) in dx.chunks_mut(in_img).enumerate() {
-                let n = task * chunk + i;
-                let g_n = MatRef::row_major(&grad[n * g.c_out * p..(n + 1) * g.c_out * p], g.c_out, p);
-                if g.is_pointwise() {
-                    matmul(dx, false, wt, g_n);
-                } else {
-                    matmul(dcol, false, wt, g_n);
-                    col2im_add(g, dcol, dx);
-                }
+        |dcol, n, dx| {
+            let g_n = MatRef::row_major(&grad[n * g.c_out * p..(n + 1) * g.c_out * p], g.c_out, p);
+            if g.is_pointwise() {
+                matmul(dx, false, wt, g_n);
+            } else {
+                matmul(dcol, false, wt, g_n);
+                col2im_add(g, dcol, dx);
             }
         },
-    );
-    dx
+    )
 }
 
 /// Weight gradient: returns `[c_out, c_in, kh, kw]`, `Σ_n g_n · col(x_n)ᵀ`.

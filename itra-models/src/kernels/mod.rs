@@ -12,6 +12,7 @@
 //! [`set_own_kernels`] (or `ITRA_KERNELS=burn` in the environment; `ITRA_KERNELS=conv2d` keeps
 //! one) switches back to Burn's operations, for A/B measurements.
 
+mod buffer;
 pub mod conv;
 mod gemm;
 pub mod norm;

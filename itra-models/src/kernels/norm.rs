@@ -8,6 +8,8 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::buffer::par_zeroed_pieces;
+
 /// The shape of one batch norm: `batch` samples of `channels` planes of `plane` values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NormGeometry {
@@ -95,12 +97,16 @@ pub fn batch_norm_train_forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let stats = statistics(g, x);
     let (scale, offset) = scale_offset(&stats, gamma, beta, epsilon);
-    let mut out = vec![0.0f32; x.len()];
-    if g.plane > 0 {
-        out.par_chunks_mut(g.plane).zip(x.par_chunks(g.plane)).enumerate().for_each(|(i, (o, x))| {
+    let out = par_zeroed_pieces(
+        x.len(),
+        g.plane,
+        1,
+        || (),
+        |(), i, o| {
+            let x = &x[i * g.plane..][..g.plane];
             normalize_plane(o, x, scale[i % g.channels], offset[i % g.channels], relu);
-        });
-    }
+        },
+    );
     let (mean, var) = rounded(&stats);
     (out, mean, var)
 }

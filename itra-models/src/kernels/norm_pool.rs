@@ -15,6 +15,7 @@
 
 use rayon::prelude::*;
 
+use super::buffer::par_zeroed_pieces;
 use super::norm::{self, NormGeometry};
 use super::pool;
 
@@ -70,17 +71,17 @@ pub fn forward(
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
     let stats = norm::statistics(&g.norm(), x);
     let (scale, offset) = norm::scale_offset(&stats, gamma, beta, epsilon);
-    let mut out = vec![0.0f32; g.batch * g.channels * g.plane_out()];
-    if !out.is_empty() {
-        out.par_chunks_mut(g.plane_out()).zip(x.par_chunks(g.plane())).enumerate().for_each_init(
-            || vec![0.0f32; g.plane()],
-            |y, (i, (out, x))| {
-                let c = i % g.channels;
-                norm::normalize_plane(y, x, scale[c], offset[c], true);
-                pool::max_pool_2x2_plane(out, y, g.w, g.out_h(), g.out_w());
-            },
-        );
-    }
+    let out = par_zeroed_pieces(
+        g.batch * g.channels * g.plane_out(),
+        g.plane_out(),
+        1,
+        || vec![0.0f32; g.plane()],
+        |y, i, out| {
+            let c = i % g.channels;
+            norm::normalize_plane(y, &x[i * g.plane()..][..g.plane()], scale[c], offset[c], true);
+            pool::max_pool_2x2_plane(out, y, g.w, g.out_h(), g.out_w());
+        },
+    );
     let (mean, var) = norm::rounded(&stats);
     (out, mean, var, scale, offset)
 }
