@@ -2,8 +2,8 @@
 //!
 //! `vec![0.0; n]` zeroes the whole buffer on the calling thread before any work starts: for a
 //! convolution's 12.8 MB output that is a serial `memset` of memory the kernel then overwrites,
-//! with the other core idle (7 % of the small CNN's training wall time on an Intel Xeon,
-//! `docs/benchmarks.md`). Here each parallel task zeroes one piece just before its kernel writes
+//! with the other core idle (4.2 % of the samples of the small CNN's training on an Intel Xeon,
+//! plus 2 % of page faults under it; `docs/benchmarks.md`). Here each parallel task zeroes one piece just before its kernel writes
 //! it, so the zeroing is spread over the threads and the piece is in the task's cache when the
 //! kernel starts. The kernels see an ordinary zeroed `&mut [f32]`, so their results are the same
 //! bits as with `vec![0.0; n]`.

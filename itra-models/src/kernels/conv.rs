@@ -316,10 +316,11 @@ pub fn conv2d_forward(g: &ConvGeometry, x: &[f32], weight: &[f32]) -> Vec<f32> {
 /// Input gradient: `grad` is `[batch, c_out, oh, ow]`; returns `[batch, c_in, h, w]`.
 pub fn conv2d_x_backward(g: &ConvGeometry, weight: &[f32], grad: &[f32]) -> Vec<f32> {
     let (p, rows) = (g.plane_out(), g.col_rows());
+    let in_img = g.c_in * g.plane_in();
     let wt = MatRef::row_major(weight, g.c_out, rows).t();
     par_zeroed_pieces(
-        g.batch * g.c_in * g.plane_in(),
-        g.c_in * g.plane_in(),
+        g.batch * in_img,
+        in_img,
         images_per_task(g.batch),
         || if g.is_pointwise() { Vec::new() } else { vec![0.0f32; rows * p] },
         |dcol, n, dx| {
